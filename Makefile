@@ -1,0 +1,33 @@
+# The two commands of the README: `make up` runs Lakou, `make test` runs the whole suite.
+# Both create the virtual environment and install on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+NPM_STAMP := tests/interop/node_modules/.installed
+
+.PHONY: up test bench install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(NPM_STAMP): tests/interop/package.json tests/interop/package-lock.json
+	cd tests/interop && npm ci --no-audit --no-fund --loglevel=error
+	touch $(NPM_STAMP)
+
+up: $(STAMP)
+	$(BIN)/lakou up
+
+test: $(STAMP) $(NPM_STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) tests/interop/node_modules .pytest_cache

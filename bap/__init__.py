@@ -1,0 +1,1 @@
+"""bap: filled by a later issue."""

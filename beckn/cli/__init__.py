@@ -1,0 +1,23 @@
+"""`lakou`: the single operator entry point. Each sub-module registers its own commands."""
+
+from __future__ import annotations
+
+import typer
+
+from beckn.cli import crypto, db, node
+
+app = typer.Typer(
+    name="lakou",
+    help="Lakou: a Beckn network server for local commerce and identity in Martinique.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+crypto.register(app)
+db.register(app)
+node.register(app)
+
+
+def main() -> None:
+    app()

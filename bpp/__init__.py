@@ -1,0 +1,1 @@
+"""bpp: filled by a later issue."""

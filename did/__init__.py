@@ -1,0 +1,1 @@
+"""did: filled by a later issue."""

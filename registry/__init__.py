@@ -1,0 +1,1 @@
+"""registry: filled by a later issue."""
