@@ -1,7 +1,59 @@
-"""Placeholder replaced by its owner."""
+"""`lakou init`: prepare a node's data directory (migrated store and key material)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from beckn.keys import generate_key_pairs
+from beckn.settings import get_settings
+
+KEY_FILE = "node-keys.json"
+
+
+def ensure_node_keys(data_dir: Path) -> dict[str, str]:
+    """Load the node's keys, generating them on first start. The file is private (0600)."""
+    path = data_dir / KEY_FILE
+    if path.exists():
+        return json.loads(path.read_text())
+    keys = {"unique_key_id": str(uuid.uuid4()), **generate_key_pairs().to_json()}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(keys, out, indent=2)
+    return keys
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command("init")
+    def init(
+        data_dir: Path = typer.Option(None, help="Data directory (default: $LAKOU_DATA_DIR or ./data)."),
+        db: str = typer.Option(None, help="Database URL (default: $LAKOU_DATABASE_URL or SQLite in the data dir)."),
+    ) -> None:
+        """Create the data directory, migrate the store to the latest schema and generate node keys."""
+        from beckn.store.db import upgrade  # deferred: SQLAlchemy/Alembic slow every other command's start
+
+        settings = get_settings()
+        if data_dir is not None:
+            settings.data_dir = data_dir
+        if db is not None:
+            settings.database_url = db
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        url = settings.resolved_database_url()
+        asyncio.run(upgrade(url))
+        keys = ensure_node_keys(settings.data_dir)
+
+        table = Table(title="Lakou node ready", show_header=False)
+        table.add_row("data directory", str(settings.data_dir.resolve()))
+        table.add_row("database", url.split("@")[-1] if "@" in url else url)
+        table.add_row("key file", str((settings.data_dir / KEY_FILE).resolve()))
+        table.add_row("unique_key_id (ukId)", keys["unique_key_id"])
+        table.add_row("signing_public_key", keys["signing_public_key"])
+        table.add_row("encr_public_key", keys["encryption_public_key"])
+        Console().print(table)
