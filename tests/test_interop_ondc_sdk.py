@@ -35,26 +35,13 @@ pytestmark = pytest.mark.node
 INTEROP = Path(__file__).resolve().parent / "interop"
 SDK_DIR = INTEROP / "node_modules" / "ondc-crypto-sdk-nodejs"
 
-# BECKN-006 worked example (digest §5.6).
-EXAMPLE_PRIVATE = (
-    "lP3sHA+9gileOkXYJXh4Jg8tK0gEEMbf9yCPnFpbldhrAY+NErqL9WD+Vav7TE5tyVXGXBle9ONZi2W7o144eQ=="
-)
-EXAMPLE_PUBLIC = "awGPjRK6i/Vg/lWr+0xObclVxlwZXvTjWYtlu6NeOHk="
-EXAMPLE_UKID = "ae3ea24b-cfec-495e-81f8-044aaef164ac"
-EXAMPLE_BODY = (
-    b'{"context":{"domain":"nic2004:60212","country":"IND","city":"Kochi","action":"search",'
-    b'"core_version":"0.9.1","bap_id":"bap.stayhalo.in",'
-    b'"bap_uri":"https://8f9f-49-207-209-131.ngrok.io/protocol/",'
-    b'"transaction_id":"e6d9f908-1d26-4ff3-a6d1-3af3d3721054",'
-    b'"message_id":"a2fe6d52-9fe4-4d1a-9d0b-dccb8b48522d","timestamp":"2022-01-04T09:17:55.971Z",'
-    b'"ttl":"P1M"},"message":{"intent":{"fulfillment":{"start":{"location":'
-    b'{"gps":"10.108768, 76.347517"}},"end":{"location":{"gps":"10.102997, 76.353480"}}}}}}'
-)
-EXAMPLE_HEADER = (
-    'Signature keyId="example-bap.com|ae3ea24b-cfec-495e-81f8-044aaef164ac|ed25519",'
-    'algorithm="ed25519",created="1641287875",expires="1641291475",'
-    'headers="(created) (expires) digest",'
-    'signature="cjbhP0PFyrlSCNszJM1F/YmHDVAWsZqJUPzojnE/7TJU3fJ/rmIlgaUHEr5E0/2PIyf0tpSnWtT6cyNNlpmoAQ=="'
+# BECKN-006 worked example (digest §5.6): the same vector test_signing.py checks in Python.
+from tests.test_signing import (  # noqa: E402
+    EXAMPLE_BODY,
+    EXAMPLE_HEADER,
+    EXAMPLE_PRIVATE,
+    EXAMPLE_PUBLIC,
+    EXAMPLE_UKID,
 )
 
 
