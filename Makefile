@@ -21,7 +21,7 @@ $(NPM_STAMP): tests/interop/package.json tests/interop/package-lock.json
 	touch $(NPM_STAMP)
 
 up: $(STAMP)
-	$(BIN)/lakou init
+	$(BIN)/lakou up
 
 test: $(STAMP) $(NPM_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -7,6 +7,11 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The Lakou network's own conventions (specs/network-policy.md): one retail domain, Martinique's
+# ISO 3166-1 alpha-3 code, and communes as `insee:<code>` city codes.
+DEFAULT_DOMAIN = "lakou:retail"
+DEFAULT_COUNTRY = "MTQ"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LAKOU_", env_file=".env", extra="ignore")
@@ -25,6 +30,28 @@ class Settings(BaseSettings):
         300, ge=0, description="Longest time a registry key lookup is reused (never past valid_until)."
     )
     max_body_bytes: int = Field(1_048_576, gt=0, description="Largest accepted request body.")
+
+    # ---- a network node (gateway, BPP, BAP)
+    subscriber_id: str | None = Field(
+        None, description="This node's subscriber_id (an FQDN). Default: <service>.lakou.localhost."
+    )
+    public_url: str | None = Field(
+        None,
+        description="Base URL other participants reach this node at (registered as its subscriber_url "
+        "with /beckn appended for gateway, BPP and BAP). Default: http://<host>:<port>.",
+    )
+    registry_url: str = Field("http://127.0.0.1:8100", description="The network registry's base URL.")
+    registry_admin_token: str | None = Field(
+        None,
+        description="Registry operator token. On the registry it enables the admin API; on a node it "
+        "makes the node register its own keys at start (until the subscribe flow lands).",
+    )
+    domain: str = Field(DEFAULT_DOMAIN, description="Beckn domain this node serves.")
+    country: str = Field(DEFAULT_COUNTRY, description="Country code this node serves.")
+    city: str = Field("", description="City code this node serves; empty means the whole country.")
+    delivery_timeout_seconds: float = Field(
+        5.0, gt=0, description="Per-request timeout of outgoing Beckn calls (the gateway's per-BPP timeout)."
+    )
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from beckn.cli import crypto, db, node
+from beckn.cli import crypto, db, network, node, openapi, serve
+from registry import cli as registry_cli
 
 app = typer.Typer(
     name="lakou",
@@ -17,6 +18,10 @@ app = typer.Typer(
 crypto.register(app)
 db.register(app)
 node.register(app)
+registry_cli.register(app)
+serve.register(app)
+network.register(app)
+openapi.register(app)
 
 
 def main() -> None:

@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import uuid
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from beckn.keys import generate_key_pairs
 from beckn.settings import get_settings
 
-KEY_FILE = "node-keys.json"
-
-
-def ensure_node_keys(data_dir: Path) -> dict[str, str]:
-    """Load the node's keys, generating them on first start. The file is private (0600)."""
-    path = data_dir / KEY_FILE
-    if path.exists():
-        return json.loads(path.read_text())
-    keys = {"unique_key_id": str(uuid.uuid4()), **generate_key_pairs().to_json()}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(keys, out, indent=2)
-    return keys
+from beckn.keyfile import KEY_FILE, ensure_node_keys
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,211 @@
+"""`lakou up` (the whole demo network on one machine) and `lakou demo` (a citizen journey)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from beckn.cli.serve import DEFAULT_PORTS, Service
+
+console = Console()
+
+# Start order matters: every node registers itself at the registry, and the BAP finds the gateway there.
+START_ORDER = (Service.registry, Service.gateway, Service.bpp, Service.bap)
+
+
+@dataclass
+class RunningService:
+    service: Service
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def _secret_file(path: Path) -> str:
+    """A random token kept in a private file, so restarts reuse it."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
+    return token
+
+
+def network_environment(data_dir: Path, host: str, ports: dict[Service, int], catalogue: str) -> dict[Service, dict[str, str]]:
+    """Each service's LAKOU_* environment for a one-machine network under `data_dir`."""
+    admin_token = _secret_file(data_dir / "secrets" / "registry-admin-token")
+    bpp_token = _secret_file(data_dir / "secrets" / "bpp-admin-token")
+    registry_url = f"http://{host}:{ports[Service.registry]}"
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LAKOU_")}
+    environments: dict[Service, dict[str, str]] = {}
+    for service in START_ORDER:
+        env = dict(base)
+        env.update(
+            LAKOU_DATA_DIR=str((data_dir / service.value).resolve()),
+            LAKOU_REGISTRY_URL=registry_url,
+            LAKOU_REGISTRY_ADMIN_TOKEN=admin_token,
+            LAKOU_PUBLIC_URL=f"http://{host}:{ports[service]}",
+            LAKOU_SUBSCRIBER_ID=f"{service.value}.lakou.localhost",
+        )
+        if service is Service.bpp:
+            env.update(LAKOU_BPP_CATALOGUE=catalogue, LAKOU_BPP_ADMIN_TOKEN=bpp_token)
+        environments[service] = env
+    return environments
+
+
+def _die_with_parent() -> None:
+    """Linux: a service gets SIGTERM if `lakou up` itself is killed, so no orphan keeps a port."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _start(service: Service, host: str, port: int, env: dict[str, str], log_dir: Path) -> RunningService:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{service.value}.log"
+    log_file = log_path.open("ab")
+    command = [sys.executable, "-m", "beckn.cli", "serve", service.value, "--host", host, "--port", str(port)]
+    # Own process group: a Ctrl-C reaches `lakou up` alone, which then stops the services in order.
+    process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                               start_new_session=True, preexec_fn=_die_with_parent)
+    log_file.close()
+    return RunningService(service, port, process, log_path)
+
+
+def _wait_healthy(running: RunningService, deadline: float, *, need_registered: bool) -> str | None:
+    """None once /health says ok (and registered), else why not."""
+    import httpx
+
+    reason = "no answer"
+    while time.monotonic() < deadline:
+        if running.process.poll() is not None:
+            return f"exited with code {running.process.returncode}"
+        try:
+            response = httpx.get(running.url + "/health", timeout=1.0)
+            body = response.json()
+            if response.status_code == 200 and (not need_registered or body.get("registered", True)):
+                return None
+            reason = f"health {response.status_code}: {body}"
+        except (httpx.HTTPError, ValueError) as exc:
+            reason = f"{type(exc).__name__}"
+        time.sleep(0.2)
+    return f"not healthy in time ({reason})"
+
+
+def _stop(services: list[RunningService]) -> None:
+    for running in reversed(services):
+        if running.process.poll() is None:
+            running.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for running in reversed(services):
+        try:
+            running.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            running.process.kill()
+            running.process.wait()
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("up")
+    def up(
+        data_dir: Path = typer.Option(Path("data"), help="Where each service keeps its SQLite store, keys and log."),
+        host: str = typer.Option("127.0.0.1", help="Interface every service listens on."),
+        registry_port: int = typer.Option(DEFAULT_PORTS[Service.registry]),
+        gateway_port: int = typer.Option(DEFAULT_PORTS[Service.gateway]),
+        bpp_port: int = typer.Option(DEFAULT_PORTS[Service.bpp]),
+        bap_port: int = typer.Option(DEFAULT_PORTS[Service.bap]),
+        catalogue: str = typer.Option("demo", help="BPP catalogue seed: 'demo', a JSON file, or '' for none."),
+        startup_timeout: float = typer.Option(60.0, help="Seconds each service may take to become healthy."),
+    ) -> None:
+        """Run the whole Martinique demo network (registry, gateway, BPP, BAP) until Ctrl-C."""
+        ports = {Service.registry: registry_port, Service.gateway: gateway_port,
+                 Service.bpp: bpp_port, Service.bap: bap_port}
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        environments = network_environment(data_dir, host, ports, catalogue)
+        log_dir = data_dir / "logs"
+        services: list[RunningService] = []
+        stopping = False
+
+        def on_signal(signum: int, frame: object) -> None:  # noqa: ARG001
+            nonlocal stopping
+            stopping = True
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, on_signal)
+        try:
+            for service in START_ORDER:
+                with console.status(f"starting {service.value} on port {ports[service]}..."):
+                    running = _start(service, host, ports[service], environments[service], log_dir)
+                    services.append(running)
+                    problem = _wait_healthy(running, time.monotonic() + startup_timeout,
+                                            need_registered=service is not Service.registry)
+                if problem is not None:
+                    console.print(f"[red]{service.value} failed to start: {problem}[/red]")
+                    console.print(_tail(running.log_path), markup=False, highlight=False)
+                    console.print(f"full log: {running.log_path}")
+                    _stop(services)
+                    raise typer.Exit(1)
+            table = Table(title="Lakou Martinique demo network", show_lines=False)
+            table.add_column("service")
+            table.add_column("URL")
+            table.add_column("API docs")
+            for running in services:
+                table.add_row(running.service.value, running.url, running.url + "/docs")
+            console.print(table)
+            console.print(f"data: {data_dir.resolve()}   logs: {log_dir.resolve()}")
+            console.print("Try [bold]lakou demo[/bold] in another terminal. Ctrl-C stops the network.")
+            while True:
+                for running in services:
+                    if running.process.poll() is not None:
+                        console.print(f"[red]{running.service.value} exited with code "
+                                      f"{running.process.returncode}[/red]")
+                        console.print(_tail(running.log_path), markup=False, highlight=False)
+                        _stop(services)
+                        raise typer.Exit(1)
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            with console.status("stopping..."):
+                _stop(services)
+            console.print("Lakou network stopped.")
+
+    @app.command("demo")
+    def demo(
+        bap_url: str = typer.Option(f"http://127.0.0.1:{DEFAULT_PORTS[Service.bap]}", help="The BAP's base URL."),
+        query: str = typer.Option("poisson", help="What the citizen searches for."),
+        lang: str = typer.Option("fr", help="Language of the search: fr, en, es or de."),
+        quantity: int = typer.Option(1, min=1, help="How many of the chosen item to order."),
+        timeout: float = typer.Option(15.0, help="Seconds to wait for search results and each answer."),
+    ) -> None:
+        """Run a citizen journey (search, select, init, confirm, status) against a running network."""
+        from beckn.cli.demo import JourneyFailed, run_journey
+
+        try:
+            run_journey(bap_url, query=query, lang=lang, quantity=quantity, timeout=timeout, console=console)
+        except JourneyFailed as failure:
+            console.print(f"[red]demo failed at step '{failure.step}': {failure.reason}[/red]")
+            raise typer.Exit(1) from None

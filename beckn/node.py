@@ -1,0 +1,295 @@
+"""What every Beckn-speaking service (gateway, BPP, BAP) is made of, wired once.
+
+A `BecknNode` owns the store, the node's keys and signer, the registry client and key resolver,
+the inbound pipeline with its inbox dispatcher, and the outbox delivery worker. A service's
+composition root builds one, mounts `node.beckn_routes()` and `node.health_routes()`, hands its
+business handler to it, and runs `node.lifespan` as the app's lifespan. The node knows nothing of
+what the service does with a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import structlog
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from beckn.http import beckn_router
+from beckn.inbound import AcceptedMessage, InboundPipeline, Role
+from beckn.inbox import InboxDispatcher
+from beckn.keyfile import KEY_FILE, ensure_node_keys
+from beckn.keys import load_signing_key
+from beckn.outbox import GATEWAY_AUTHORIZATION, DeliveryWorker, enqueue
+from beckn.policy import NetworkPolicy, message_expires_at
+from beckn.registry_client import KeyResolver, RegistryClient
+from beckn.settings import Settings
+from beckn.signing import AUTHORIZATION, Signer
+from beckn.store.db import create_engine, session_factory, sqlite_path, upgrade
+from beckn.store.tables import OutboxMessage
+
+log = structlog.get_logger(__name__)
+
+# Beckn endpoints live under this prefix on every node, apart from each service's own JSON API.
+BECKN_PREFIX = "/beckn"
+# A reply we build ourselves lives this long unless the request said otherwise.
+DEFAULT_TTL = "PT30S"
+
+Handler = Callable[[AcceptedMessage], Awaitable[None]]
+
+
+def wire_json(envelope: Mapping[str, Any]) -> bytes:
+    """The one serialisation of an outgoing message: these exact bytes are signed and sent."""
+    return json.dumps(envelope, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def wire_timestamp(moment: datetime | None = None) -> str:
+    moment = (moment or datetime.now(UTC)).astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def reply_context(request_context: Mapping[str, Any], action: str, **overrides: Any) -> dict[str, Any]:
+    """The context of a callback to a request: same transaction and message, fresh timestamp."""
+    context = dict(request_context)
+    context.update(action=action, timestamp=wire_timestamp(), **overrides)
+    return context
+
+
+class BecknNode:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        service: str,
+        role: Role,
+        actions: Iterable[str],
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        registry_record: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.service = service
+        self.role = role
+        self.subscriber_id = settings.subscriber_id or f"{service}.lakou.localhost"
+        self.base_url = (settings.public_url or f"http://{host}:{port}").rstrip("/")
+        self.subscriber_url = self.base_url + BECKN_PREFIX
+        self.database_url = settings.resolved_database_url()
+        self.keys = ensure_node_keys(settings.data_dir)
+        self.signer = Signer(self.subscriber_id, self.keys["unique_key_id"],
+                             load_signing_key(self.keys["signing_private_key"]))
+        self.http = httpx.AsyncClient(timeout=settings.delivery_timeout_seconds)
+        self.registry = RegistryClient(settings.registry_url, http=self.http)
+        self.resolver = KeyResolver(self.registry, max_age_seconds=settings.lookup_cache_seconds)
+        # No connection is made here: the engine connects in the server's event loop.
+        self.engine = create_engine(self.database_url)
+        self.sessions = session_factory(self.engine)
+        self.policy = NetworkPolicy(timestamp_skew_seconds=settings.timestamp_skew_seconds)
+        self.pipeline = InboundPipeline(
+            sessions=self.sessions, resolver=self.resolver, receiver_id=self.subscriber_id, role=role,
+            signature_skew_seconds=settings.signature_skew_seconds, max_body_bytes=settings.max_body_bytes,
+        )
+        self.worker = DeliveryWorker(
+            self.sessions, self.signer,
+            request_timeout=settings.delivery_timeout_seconds,
+            lease_seconds=max(30.0, 2 * settings.delivery_timeout_seconds),
+            poll_interval=0.5,
+        )
+        self.actions = tuple(actions)
+        self._handler: Handler | None = None
+        self._dispatcher = InboxDispatcher(self.sessions, self._dispatch)
+        self._registry_record = dict(registry_record or {})
+        self.registered = settings.registry_admin_token is None  # nothing to do without a token
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._stop = asyncio.Event()
+
+    # ------------------------------------------------------------------ wiring
+
+    def on_message(self, handler: Handler) -> None:
+        """Set the business handler; it runs after the ACK, from the stored message."""
+        self._handler = handler
+
+    async def _dispatch(self, message: AcceptedMessage) -> None:
+        if self._handler is not None:
+            await self._handler(message)
+
+    def beckn_routes(self) -> APIRouter:
+        return beckn_router(self.pipeline, self.actions, on_accepted=self._on_accepted, prefix=BECKN_PREFIX)
+
+    async def _on_accepted(self, message: AcceptedMessage) -> None:
+        await self._dispatcher.dispatch(message)
+
+    def health_routes(self, extra: Callable[[], Mapping[str, Any]] | None = None) -> APIRouter:
+        router = APIRouter()
+
+        async def health() -> JSONResponse:
+            body, healthy = await self.health()
+            if extra is not None:
+                body.update(extra())
+            return JSONResponse(body, status_code=200 if healthy else 503)
+
+        router.add_api_route("/health", health, methods=["GET"], tags=["operations"], summary="Liveness and readiness",
+                             response_model=None)
+        return router
+
+    async def health(self) -> tuple[dict[str, Any], bool]:
+        database = "ok"
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001 - reported, not raised: this is the health probe
+            database = f"unavailable: {type(exc).__name__}"
+        healthy = database == "ok"
+        return {
+            "status": "ok" if healthy else "degraded",
+            "service": self.service,
+            "subscriber_id": self.subscriber_id,
+            "subscriber_url": self.subscriber_url,
+            "unique_key_id": self.signer.unique_key_id,
+            "database": database,
+            "registered": self.registered,
+        }, healthy
+
+    # ------------------------------------------------------------------ sending
+
+    async def send(
+        self,
+        session: Any,
+        destination_url: str,
+        envelope: Mapping[str, Any],
+        *,
+        signature_header: str = AUTHORIZATION,
+        extra_headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> OutboxMessage:
+        """Queue `envelope` (or the exact `body`) for signed delivery in the caller's transaction.
+
+        The message is retried until its context's timestamp + ttl. Call `wake()` after commit."""
+        context = envelope["context"]
+        expires_at = message_expires_at(context) or datetime.now(UTC) + timedelta(seconds=30)
+        return await enqueue(
+            session,
+            destination_url=destination_url.rstrip("/") + "/" + context["action"],
+            action=context["action"],
+            body=body if body is not None else wire_json(envelope),
+            transaction_id=context["transaction_id"],
+            message_id=context["message_id"],
+            expires_at=expires_at,
+            signature_header=signature_header,
+            extra_headers=extra_headers,
+        )
+
+    def wake(self) -> None:
+        self.worker.wake()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:  # noqa: ARG002 - FastAPI's signature
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    async def start(self) -> None:
+        path = sqlite_path(self.database_url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        await upgrade(self.database_url)
+        self._stop = asyncio.Event()
+        self._tasks = [
+            asyncio.create_task(self.worker.run(self._stop), name=f"{self.service}-outbox"),
+            asyncio.create_task(self._recover(), name=f"{self.service}-inbox-recover"),
+        ]
+        if not self.registered:
+            self._tasks.append(asyncio.create_task(self._register_until_done(), name=f"{self.service}-register"))
+        log.info("node.started", service=self.service, subscriber_id=self.subscriber_id, url=self.subscriber_url)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks[1:]:
+            task.cancel()
+        with suppress(asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), timeout=10)
+        await self.worker.aclose()
+        await self.http.aclose()
+        await self.engine.dispose()
+
+    async def _recover(self) -> None:
+        try:
+            replayed = await self._dispatcher.recover()
+        except Exception as exc:  # noqa: BLE001 - a store outage at start must not stop the service
+            log.error("node.inbox_recover_failed", error_type=type(exc).__name__)
+            return
+        if replayed:
+            log.info("node.inbox_recovered", messages=replayed)
+
+    # ------------------------------------------------------------------ registration
+
+    def registration(self) -> dict[str, Any]:
+        """This node's participant record, as the registry's admin API takes it."""
+        # Whole seconds: a BECKN-006 `created` is a whole second, so a key valid from 12:00:00.289
+        # would refuse what the node signs at once (created=12:00:00) with "not valid before".
+        now = datetime.now(UTC).replace(microsecond=0)
+        record: dict[str, Any] = {
+            "subscriber_id": self.subscriber_id,
+            "type": self.role.value,
+            "url": self.subscriber_url,
+            "domain": self.settings.domain,
+            "city": self.settings.city,
+            "country": self.settings.country,
+            "unique_key_id": self.keys["unique_key_id"],
+            "signing_public_key": self.keys["signing_public_key"],
+            "encr_public_key": self.keys["encryption_public_key"],
+            "valid_from": wire_timestamp(now),
+            "valid_until": wire_timestamp(now + timedelta(days=365)),
+        }
+        record.update(self._registry_record)
+        return record
+
+    async def register(self) -> None:
+        """Register (or refresh) this node's record and key at the registry's admin API."""
+        response = await self.http.post(
+            self.settings.registry_url.rstrip("/") + "/admin/participants",
+            json=self.registration(),
+            headers={"Authorization": f"Bearer {self.settings.registry_admin_token}"},
+        )
+        if response.status_code >= 300:
+            raise RuntimeError(f"registry refused the registration: HTTP {response.status_code} {response.text[:300]}")
+        self.registered = True
+        self.resolver.invalidate(self.subscriber_id, self.signer.unique_key_id)
+
+    async def _register_until_done(self) -> None:
+        delay = 0.2
+        while not self.registered:
+            try:
+                await self.register()
+                log.info("node.registered", subscriber_id=self.subscriber_id, registry=self.settings.registry_url)
+                return
+            except (httpx.HTTPError, RuntimeError) as exc:
+                log.warning("node.registration_retry", registry=self.settings.registry_url, error=str(exc)[:300])
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+__all__ = [
+    "AUTHORIZATION",
+    "BECKN_PREFIX",
+    "DEFAULT_TTL",
+    "GATEWAY_AUTHORIZATION",
+    "BecknNode",
+    "Handler",
+    "KEY_FILE",
+    "ensure_node_keys",
+    "reply_context",
+    "wire_json",
+    "wire_timestamp",
+]
