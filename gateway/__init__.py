@@ -1,1 +1,1 @@
-"""gateway: filled by a later issue."""
+"""The Lakou search gateway (BG): multicasts a BAP's search to the matching BPPs, relays on_search."""
