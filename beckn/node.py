@@ -106,7 +106,7 @@ class BecknNode:
         self._handler: Handler | None = None
         self._dispatcher = InboxDispatcher(self.sessions, self._dispatch)
         self._registry_record = dict(registry_record or {})
-        self.registered = settings.registry_admin_token is None  # nothing to do without a token
+        self.registered = not settings.registry_admin_token  # nothing to do without a token
         self._tasks: list[asyncio.Task[Any]] = []
         self._stop = asyncio.Event()
 

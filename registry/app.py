@@ -1,0 +1,101 @@
+"""The registry's composition root: `lakou serve registry` runs `create_app`.
+
+The registry does not send Beckn messages yet, so it needs no `BecknNode`: only its store, the
+open `/lookup`, the operator's admin API and `/health`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import func, select
+
+from beckn.settings import Settings
+from beckn.store.db import create_engine, session_factory, sqlite_path, upgrade
+from registry.admin import admin_router
+from registry.errors import install_handlers, read_json
+from registry.lookup import find, parse_filter, subscription_json
+from registry.schemas import ErrorOut, Health, LookupRequest, Subscription, inline_schema
+from registry.tables import RegistryParticipant
+
+log = structlog.get_logger(__name__)
+
+VERSION = "0.3.0"
+DEFAULT_PORT = 8100
+
+
+def create_app(settings: Settings, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> FastAPI:
+    database_url = settings.resolved_database_url()
+    # No connection is made here: the engine connects in the server's event loop.
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+    token = settings.registry_admin_token or None  # an empty token would be a door left open
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:  # noqa: ARG001 - FastAPI's signature
+        path = sqlite_path(database_url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        await upgrade(database_url)
+        log.info("registry.started", url=f"http://{host}:{port}", admin_api=token is not None)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Lakou Registry",
+        version=VERSION,
+        description="The network registry of the Lakou Beckn network: who participates, in which role, "
+        "domain and region, and with which keys (Beckn core 1.1 registry.yaml `/lookup`), plus the "
+        "operator's admin API.",
+        lifespan=lifespan,
+    )
+    install_handlers(app)
+
+    @app.post(
+        "/lookup",
+        tags=["registry"],
+        summary="Look up subscribed participants and their current keys",
+        response_model=list[Subscription],
+        responses={400: {"model": ErrorOut, "description": "The body is not a JSON object or a field has the "
+                                                           "wrong type."},
+                   413: {"model": ErrorOut, "description": "Body too large."}},
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+            "schema": inline_schema(LookupRequest)}}}},
+    )
+    async def lookup(request: Request) -> JSONResponse:
+        """Every SUBSCRIBED entry matching the filter, each with the requested key (if a key id is
+        given) or its latest key, valid now. `type`, `domain`, `city` and `country` also match
+        entries registered blank. Open, without authentication, like the Succinct registry and
+        ONDC's legacy `/lookup`."""
+        criteria = parse_filter(await read_json(request, settings.max_body_bytes))
+        async with sessions() as session:
+            found = await find(session, criteria, datetime.now(UTC))
+        return JSONResponse([subscription_json(p, k) for p, k in found])
+
+    @app.get("/health", tags=["operations"], summary="Liveness and readiness", response_model=Health,
+             responses={503: {"model": Health, "description": "The database is unreachable."}})
+    async def health() -> JSONResponse:
+        database, participants = "ok", None
+        try:
+            async with sessions() as session:
+                participants = (await session.execute(
+                    select(func.count()).select_from(RegistryParticipant))).scalar_one()
+        except Exception as exc:  # noqa: BLE001 - reported, not raised: this is the health probe
+            database = f"unavailable: {type(exc).__name__}"
+        healthy = database == "ok"
+        body = {"status": "ok" if healthy else "degraded", "service": "registry", "database": database,
+                "participants": participants, "admin_api": token is not None}
+        return JSONResponse(body, status_code=200 if healthy else 503)
+
+    app.include_router(admin_router(sessions, token=token, max_body_bytes=settings.max_body_bytes))
+    return app
+
+
+__all__ = ["create_app"]
