@@ -1,0 +1,277 @@
+"""The catalogue: its file format, seeding it into the tables, and showing it as Beckn objects.
+
+A catalogue file (`demo_catalogue.json`, or any file named by LAKOU_BPP_CATALOGUE) is
+`{"providers": [...]}`; each provider has a multilingual `descriptor` (`{"fr": {"name",
+"short_desc"}, "en": ...}`), one shop `location`, `categories`, the `fulfillment_types` it offers
+and its `items` (price as a decimal string in EUR, `stock`, `unit` and `unit_value`).
+The same shape will be what the merchant onboarding API accepts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from beckn.models.base import Gps
+from bpp.tables import BppItem, BppProvider
+from bpp.text import DEFAULT_LANGUAGE, LANGUAGES, descriptor_texts, indexed_text, localised
+
+DEMO_CATALOGUE = Path(__file__).resolve().parent / "demo_catalogue.json"
+COUNTRY = {"code": "MTQ", "name": "Martinique"}
+STATE = {"code": "972", "name": "Martinique"}
+# Fulfillment types of the network policy (Beckn leaves the codes to it).
+FULFILLMENT_TYPES = ("Self-Pickup", "Delivery")
+
+Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+Price = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}\.[0-9]{2}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TextFile(_Strict):
+    name: str = Field(min_length=1)
+    short_desc: str | None = None
+    long_desc: str | None = None
+
+
+def _check_languages(value: dict[str, TextFile]) -> dict[str, TextFile]:
+    unknown = set(value) - set(LANGUAGES)
+    if unknown:
+        raise ValueError(f"unknown language(s) {sorted(unknown)}; use {', '.join(LANGUAGES)}")
+    if DEFAULT_LANGUAGE not in value:
+        raise ValueError(f"a {DEFAULT_LANGUAGE!r} text is required (the network's default language)")
+    return value
+
+
+class CategoryFile(_Strict):
+    id: Id
+    descriptor: dict[str, TextFile]
+    _langs = field_validator("descriptor")(_check_languages)
+
+
+class CityFile(_Strict):
+    code: str = Field(pattern=r"^insee:972[0-9]{2}$")
+    name: str
+
+
+class LocationFile(_Strict):
+    id: Id
+    gps: Gps
+    address: str
+    city: CityFile
+    area_code: str = Field(pattern=r"^[0-9]{5}$")
+
+
+class ItemFile(_Strict):
+    id: Id
+    descriptor: dict[str, TextFile]
+    category_ids: list[Id] = []
+    price: Price
+    currency: str = "EUR"
+    unit: str = Field(min_length=1, max_length=32)
+    unit_value: str = Field("1", pattern=r"^[0-9]+(\.[0-9]+)?$")
+    stock: int = Field(ge=0)
+    _langs = field_validator("descriptor")(_check_languages)
+
+
+class ProviderFile(_Strict):
+    id: Id
+    descriptor: dict[str, TextFile]
+    location: LocationFile
+    fulfillment_types: list[str] = Field(default_factory=lambda: ["Self-Pickup"], min_length=1)
+    categories: list[CategoryFile] = []
+    items: list[ItemFile] = []
+    _langs = field_validator("descriptor")(_check_languages)
+
+    @field_validator("fulfillment_types")
+    @classmethod
+    def _known_types(cls, value: list[str]) -> list[str]:
+        unknown = set(value) - set(FULFILLMENT_TYPES)
+        if unknown:
+            raise ValueError(f"unknown fulfillment type(s) {sorted(unknown)}; use {', '.join(FULFILLMENT_TYPES)}")
+        return value
+
+
+class CatalogueFile(_Strict):
+    providers: list[ProviderFile]
+
+
+def load_catalogue(source: str) -> CatalogueFile | None:
+    """The catalogue named by LAKOU_BPP_CATALOGUE: "demo", a file path, or "" (none)."""
+    if not source:
+        return None
+    path = DEMO_CATALOGUE if source == "demo" else Path(source)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read the catalogue file {str(path)!r}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"catalogue file {str(path)!r} is not valid JSON: {exc}") from None
+    catalogue = CatalogueFile.model_validate(raw)
+    for provider in catalogue.providers:
+        known = {category.id for category in provider.categories}
+        for item in provider.items:
+            missing = set(item.category_ids) - known
+            if missing:
+                raise ValueError(f"item {provider.id}/{item.id} names unknown categories {sorted(missing)}")
+    return catalogue
+
+
+# ------------------------------------------------------------------------------- rows
+
+
+def _descriptor_json(descriptor: dict[str, TextFile]) -> dict[str, dict[str, str]]:
+    return {lang: text.model_dump(exclude_none=True) for lang, text in descriptor.items()}
+
+
+def item_search_text(descriptor: dict[str, Any], category_ids: Sequence[str],
+                     categories: Sequence[dict[str, Any]]) -> str:
+    """What a search matches an item against: its texts and its categories' names, all languages."""
+    texts = descriptor_texts(descriptor)
+    for category in categories:
+        if category["id"] in category_ids:
+            texts.extend(descriptor_texts(category["descriptor"]))
+    return indexed_text(texts)
+
+
+def provider_rows(provider: ProviderFile) -> tuple[BppProvider, list[BppItem]]:
+    categories = [{"id": c.id, "descriptor": _descriptor_json(c.descriptor)} for c in provider.categories]
+    descriptor = _descriptor_json(provider.descriptor)
+    row = BppProvider(
+        id=provider.id,
+        descriptor=descriptor,
+        location=provider.location.model_dump(),
+        city_code=provider.location.city.code,
+        categories=categories,
+        fulfillment_types=list(provider.fulfillment_types),
+        # Names only: a merchant's description ("fish and seafood...") would make all its items
+        # match words that describe only some of them.
+        search_text=indexed_text(text["name"] for text in descriptor.values()),
+    )
+    items = []
+    for item in provider.items:
+        item_descriptor = _descriptor_json(item.descriptor)
+        items.append(BppItem(
+            provider_id=provider.id,
+            id=item.id,
+            descriptor=item_descriptor,
+            category_ids=list(item.category_ids),
+            price=Decimal(item.price),
+            currency=item.currency,
+            unit=item.unit,
+            unit_value=item.unit_value,
+            stock=item.stock,
+            search_text=item_search_text(item_descriptor, item.category_ids, categories),
+        ))
+    return row, items
+
+
+async def seed_if_empty(sessions: async_sessionmaker[AsyncSession], catalogue: CatalogueFile) -> bool:
+    """Write `catalogue` when no provider exists yet. Returns True if this call seeded it.
+
+    Two processes starting together may both find the catalogue empty; the primary keys let only
+    one of them write it, and the other gives up quietly.
+    """
+    async with sessions() as session:
+        if (await session.execute(select(func.count()).select_from(BppProvider))).scalar_one():
+            return False
+        for provider in catalogue.providers:
+            row, items = provider_rows(provider)
+            session.add(row)
+            await session.flush()  # providers before their items: the foreign key wants it
+            session.add_all(items)
+        try:
+            await session.commit()
+        except IntegrityError:
+            await session.rollback()
+            return False
+    return True
+
+
+async def counts(sessions: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    async with sessions() as session:
+        providers = (await session.execute(select(func.count()).select_from(BppProvider))).scalar_one()
+        items = (await session.execute(select(func.count()).select_from(BppItem))).scalar_one()
+    return {"providers": providers, "items": items}
+
+
+# ------------------------------------------------------------------------------- Beckn views
+
+
+def money(value: Decimal) -> str:
+    """A Beckn DecimalValue with two decimals: Decimal("4.5") -> "4.50"."""
+    return f"{value.quantize(Decimal('0.01')):f}"
+
+
+def location_json(provider: BppProvider) -> dict[str, Any]:
+    location = provider.location
+    return {
+        "id": location["id"],
+        "gps": location["gps"],
+        "address": location["address"],
+        "city": dict(location["city"]),
+        "state": dict(STATE),
+        "country": dict(COUNTRY),
+        "area_code": location["area_code"],
+    }
+
+
+def fulfillment_id(provider_id: str, fulfillment_type: str) -> str:
+    return f"{provider_id}-{fulfillment_type.lower()}"
+
+
+def fulfillments_json(provider: BppProvider) -> list[dict[str, Any]]:
+    out = []
+    for kind in provider.fulfillment_types:
+        fulfillment: dict[str, Any] = {"id": fulfillment_id(provider.id, kind), "type": kind}
+        if kind == "Self-Pickup":
+            fulfillment["stops"] = [{"type": "start", "location": location_json(provider)}]
+        out.append(fulfillment)
+    return out
+
+
+PAYMENT_ID = "paiement-a-la-remise"
+
+
+def payment_terms() -> dict[str, Any]:
+    """Lakou's one payment term for now: pay the merchant at pickup or delivery."""
+    return {"id": PAYMENT_ID, "type": "ON-FULFILLMENT", "collected_by": "BPP"}
+
+
+def provider_json(provider: BppProvider, lang: str, *, full: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": provider.id, "descriptor": localised(provider.descriptor, lang)}
+    if full:
+        out["categories"] = [
+            {"id": c["id"], "descriptor": {"name": localised(c["descriptor"], lang)["name"]}}
+            for c in provider.categories
+        ]
+        out["locations"] = [location_json(provider)]
+        out["fulfillments"] = fulfillments_json(provider)
+        out["payments"] = [payment_terms()]
+    return out
+
+
+def item_json(item: BppItem, provider: BppProvider, lang: str) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "descriptor": localised(item.descriptor, lang),
+        "price": {"currency": item.currency, "value": money(item.price)},
+        "quantity": {
+            "available": {"count": item.stock},
+            "unitized": {"count": 1, "measure": {"unit": item.unit, "value": item.unit_value}},
+        },
+        "category_ids": list(item.category_ids),
+        "fulfillment_ids": [fulfillment_id(provider.id, kind) for kind in provider.fulfillment_types],
+        "location_ids": [provider.location["id"]],
+        "payment_ids": [PAYMENT_ID],
+    }

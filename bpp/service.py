@@ -1,0 +1,130 @@
+"""The BPP's business handler: one accepted request in, one callback out, in one transaction.
+
+For each stored request the handler computes the answer, queues the `on_<action>` callback in
+the outbox inside the same database transaction as any change it makes (an order and its stock),
+commits, and wakes the delivery worker. A request already answered (the inbox replaying it
+after a crash) finds its callback in the outbox and is not answered twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from beckn.errors import error_callback_payload
+from beckn.inbound import AcceptedMessage
+from beckn.node import BecknNode, reply_context
+from beckn.registry_client import RegistryUnavailable
+from beckn.store.tables import OutboxMessage
+from bpp import orders
+from bpp.search import on_search_message
+from bpp.settings import BppSettings
+
+log = structlog.get_logger(__name__)
+
+# SQLite reports a lost race between two writers as "database is locked"; the work is redone.
+_BUSY_RETRIES = 5
+
+
+class BppService:
+    def __init__(self, node: BecknNode, settings: BppSettings) -> None:
+        self.node = node
+        self.settings = settings
+
+    async def handle(self, accepted: AcceptedMessage) -> None:
+        for attempt in range(_BUSY_RETRIES):
+            try:
+                await self._handle_once(accepted)
+                return
+            except OperationalError:
+                if attempt == _BUSY_RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))
+
+    async def _handle_once(self, accepted: AcceptedMessage) -> None:
+        envelope: Any = accepted.envelope
+        context = envelope.context
+        callback = "on_" + accepted.action
+        async with self.node.sessions() as session:
+            if await self._already_answered(session, context.transaction_id, context.message_id, callback):
+                return
+            if accepted.action == "confirm":
+                answer = await self._confirm(session, envelope)
+            else:
+                answer = await self._answer(session, accepted.action, envelope)
+            destination = await self._destination(accepted)
+            body = {
+                "context": reply_context(context.to_wire(), callback, bpp_id=self.node.subscriber_id,
+                                         bpp_uri=self.node.subscriber_url),
+                **answer,
+            }
+            await self.node.send(session, destination, body)
+            await session.commit()
+        self.node.wake()
+        log.info("bpp.answered", action=accepted.action, transaction_id=context.transaction_id,
+                 message_id=context.message_id, error=answer.get("error", {}).get("code"))
+
+    async def _already_answered(self, session: AsyncSession, transaction_id: str, message_id: str,
+                                callback: str) -> bool:
+        found = await session.execute(
+            select(OutboxMessage.id).where(OutboxMessage.transaction_id == transaction_id,
+                                           OutboxMessage.message_id == message_id,
+                                           OutboxMessage.action == callback).limit(1))
+        return found.first() is not None
+
+    async def _answer(self, session: AsyncSession, action: str, envelope: Any) -> dict[str, Any]:
+        message = envelope.message
+        try:
+            match action:
+                case "search":
+                    return {"message": await on_search_message(session, envelope.context, message.intent)}
+                case "select":
+                    return {"message": await orders.on_select(session, message.order)}
+                case "init":
+                    return {"message": await orders.on_init(session, message.order)}
+                case "status":
+                    row = await orders.find_order(session, message.order_id, envelope.context.bap_id)
+                    return {"message": {"order": await orders.order_json(session, row)}}
+        except orders.OrderProblem as problem:
+            return {"error": error_callback_payload(problem.error)}
+        raise ValueError(f"no handler for {action!r}")
+
+    async def _confirm(self, session: AsyncSession, envelope: Any) -> dict[str, Any]:
+        context = envelope.context
+        existing = await orders.existing_order(session, context.bap_id, context.transaction_id)
+        if existing is None:
+            try:
+                existing = await orders.confirm(
+                    session, envelope.message.order, bap_id=context.bap_id, bap_uri=context.bap_uri,
+                    transaction_id=context.transaction_id, message_id=context.message_id)
+            except orders.OrderProblem as problem:
+                await session.rollback()  # no stock taken, no order
+                return {"error": error_callback_payload(problem.error)}
+            except IntegrityError:
+                # A concurrent confirm of this transaction committed first: answer with its order.
+                await session.rollback()
+                existing = await orders.existing_order(session, context.bap_id, context.transaction_id)
+                if existing is None:
+                    raise
+        return {"message": {"order": await orders.order_json(session, existing)}}
+
+    async def _destination(self, accepted: AcceptedMessage) -> str:
+        """Where the callback goes: the BAP, or for on_search possibly the gateway that forwarded it."""
+        bap_uri: str = accepted.envelope.context.bap_uri  # type: ignore[attr-defined]
+        if accepted.action != "search" or self.settings.bpp_on_search_via != "gateway" or not accepted.gateway_id:
+            return bap_uri
+        try:
+            records = await self.node.registry.lookup(subscriber_id=accepted.gateway_id, type="BG")
+        except RegistryUnavailable as exc:
+            log.warning("bpp.gateway_lookup_failed", gateway_id=accepted.gateway_id, error=str(exc)[:200])
+            return bap_uri
+        for record in records:
+            if record.subscriber_id == accepted.gateway_id and record.url:
+                return record.url
+        log.warning("bpp.gateway_not_registered", gateway_id=accepted.gateway_id)
+        return bap_uri

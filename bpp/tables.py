@@ -1,0 +1,133 @@
+"""The BPP's tables: the catalogue (providers and their items) and the orders it confirmed.
+
+Texts a merchant writes in several languages are kept as one JSON object per record, keyed by
+language (`{"fr": {"name": ..., "short_desc": ...}, "en": {...}}`), so adding a language needs no
+migration. `search_text` columns hold every name of the record in every language, folded
+(no accents, lower case, words separated by single spaces): they are derived data, rebuilt
+whenever a record is written (`bpp.catalogue.item_search_text`), and let search run in SQL.
+Money is `Numeric(12, 2)` (euros and cents, exact) and travels as Beckn decimal strings.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlmodel import Field
+
+from beckn.store.tables import StoreModel, UTCDateTime
+
+Money = Numeric(12, 2, asdecimal=True)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class BppProvider(StoreModel, table=True):
+    """A merchant (Beckn Provider) with its one shop location."""
+
+    __tablename__ = "bpp_provider"
+
+    id: str = Field(sa_column=Column(String(64), primary_key=True))
+    descriptor: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))  # lang -> {name, short_desc...}
+    location: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))  # id, gps, address, city, area_code
+    city_code: str = Field(sa_column=Column(String(32), nullable=False, index=True))  # "insee:97213"
+    categories: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    fulfillment_types: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    search_text: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    updated_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+class BppItem(StoreModel, table=True):
+    """One thing a provider sells, its price and its stock. Item ids are scoped by provider."""
+
+    __tablename__ = "bpp_item"
+    __table_args__ = (
+        CheckConstraint("stock >= 0", name="stock_not_negative"),
+        CheckConstraint("price >= 0", name="price_not_negative"),
+    )
+
+    provider_id: str = Field(sa_column=Column(
+        String(64), ForeignKey("bpp_provider.id", ondelete="CASCADE"), primary_key=True))
+    id: str = Field(sa_column=Column(String(64), primary_key=True))
+    descriptor: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    category_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    price: Decimal = Field(sa_column=Column(Money, nullable=False))
+    currency: str = Field(default="EUR", sa_column=Column(String(3), nullable=False))
+    unit: str = Field(sa_column=Column(String(32), nullable=False))  # "kilogram", "unit", "bottle"...
+    unit_value: str = Field(default="1", sa_column=Column(String(16), nullable=False))  # Beckn decimal
+    stock: int = Field(sa_column=Column(Integer, nullable=False))
+    search_text: str = Field(sa_column=Column(Text, nullable=False))
+    updated_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+class BppOrder(StoreModel, table=True):
+    """A confirmed order. One per (bap_id, transaction_id): a retried confirm finds it again.
+
+    `billing` holds personal data (name, phone, e-mail): it is stored because the merchant needs
+    it to hand the order over, and it is never logged nor shown by the operator API.
+    """
+
+    __tablename__ = "bpp_order"
+    __table_args__ = (
+        UniqueConstraint("bap_id", "transaction_id"),
+        CheckConstraint("status IN ('ACTIVE', 'COMPLETE', 'CANCELLED')", name="status"),
+    )
+
+    id: str = Field(sa_column=Column(String(32), primary_key=True))
+    transaction_id: str = Field(sa_column=Column(String, nullable=False))
+    confirm_message_id: str = Field(sa_column=Column(String, nullable=False))
+    bap_id: str = Field(sa_column=Column(String, nullable=False))
+    bap_uri: str = Field(sa_column=Column(String, nullable=False))
+    provider_id: str = Field(sa_column=Column(String(64), ForeignKey("bpp_provider.id"), nullable=False, index=True))
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    lang: str = Field(sa_column=Column(String(8), nullable=False))
+    currency: str = Field(sa_column=Column(String(3), nullable=False))
+    total: Decimal = Field(sa_column=Column(Money, nullable=False))
+    billing: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    fulfillment: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    payment: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    quote: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    updated_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+class BppOrderLine(StoreModel, table=True):
+    """One item of an order, with the name and price it had when the order was confirmed."""
+
+    __tablename__ = "bpp_order_line"
+    __table_args__ = (
+        ForeignKeyConstraint(["provider_id", "item_id"], ["bpp_item.provider_id", "bpp_item.id"],
+                             name="fk_bpp_order_line_provider_id_bpp_item"),
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        Index("ix_bpp_order_line_provider_id_item_id", "provider_id", "item_id"),
+    )
+
+    order_id: str = Field(sa_column=Column(
+        String(32), ForeignKey("bpp_order.id", ondelete="CASCADE"), primary_key=True))
+    line_no: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    provider_id: str = Field(sa_column=Column(String(64), nullable=False))
+    item_id: str = Field(sa_column=Column(String(64), nullable=False))
+    name: str = Field(sa_column=Column(String, nullable=False))
+    quantity: int = Field(sa_column=Column(Integer, nullable=False))
+    unit_price: Decimal = Field(sa_column=Column(Money, nullable=False))
+    line_total: Decimal = Field(sa_column=Column(Money, nullable=False))
+
+
+__all__ = ["BppItem", "BppOrder", "BppOrderLine", "BppProvider"]
