@@ -78,7 +78,8 @@ def init_message(
     selected_order: dict[str, Any] | None,
 ) -> dict[str, Any]:
     beckn_billing = {k: billing[k] for k in ("name", "phone", "email", "address") if billing.get(k)}
-    kind = "Delivery" if fulfillment["type"] == "delivery" else "Pickup"
+    # The Lakou network's fulfillment type codes (specs/network-policy.md), as in ONDC retail.
+    kind = "Delivery" if fulfillment["type"] == "delivery" else "Self-Pickup"
     beckn_fulfillment: dict[str, Any] = {
         "type": kind,
         "customer": {

@@ -80,11 +80,12 @@ def test_citizen_journey_creates_the_order_at_the_bpp(network: dict[str, Any]) -
                          headers={"Authorization": f"Bearer {network['net'].bpp_admin_token}"}, timeout=5)
     assert response.status_code == 200, response.text
     order = response.json()
-    lines = {(line["item_id"], line["quantity"]) for line in order["items"]}
+    lines = {(line["id"], line["quantity"]) for line in order["items"]}
     assert lines == {(offer["item"]["id"], 2)}
+    assert order["provider_id"] == offer["provider"]["id"] and order["bap_id"] == "bap.lakou.localhost"
     unit = Decimal(offer["item"]["price"]["value"])
-    assert Decimal(order["total"]["value"]) == Decimal(result["quote"]["total"]["value"]) == unit * 2
-    assert order["total"]["currency"] == "EUR"
+    assert Decimal(order["total"]) == Decimal(result["quote"]["total"]["value"]) == unit * 2
+    assert order["currency"] == "EUR"
     assert result["status"]["order_id"] == result["order_id"]
     # The order is not readable without the operator's token.
     anonymous = httpx.get(f"{bpp.url}/api/v1/orders/{result['order_id']}", timeout=5)
@@ -108,9 +109,10 @@ def test_a_bpp_killed_mid_search_does_not_break_the_search(network: dict[str, An
             offers = page.json()["offers"]
         survivors = [o for o in offers if o["bpp_id"] == "bpp.lakou.localhost"]
         assert survivors, f"no offer from the live BPP:\n{network['net'].logs()}"
-        assert all("rhum" in o["item"]["name"].lower() for o in survivors)
+        rums = [o for o in survivors if "rhum" in o["item"]["name"].lower()]
+        assert rums, survivors
         # The transaction goes on with the BPP that is still there.
-        chosen = survivors[0]
+        chosen = rums[0]
         selected = client.post(f"/api/v1/transactions/{transaction_id}/select", json={
             "bpp_id": chosen["bpp_id"], "provider_id": chosen["provider"]["id"],
             "items": [{"id": chosen["item"]["id"], "quantity": 1}], "wait_ms": 15000})
