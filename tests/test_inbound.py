@@ -366,7 +366,8 @@ async def test_registry_outage_is_a_503_not_a_forged_signature(node: Node) -> No
 
 async def test_nothing_is_acked_when_the_store_cannot_write(node: Node) -> None:
     async with node.sessions() as session:  # type: ignore[operator]
-        await session.execute(text("DROP TABLE inbound_message"))
+        # Renamed rather than dropped: service tables hold foreign keys to it.
+        await session.execute(text("ALTER TABLE inbound_message RENAME TO inbound_message_gone"))
         await session.commit()
     response = await node.post("search", search_body(), BAP.signer)
     assert response.status_code == 503
