@@ -18,12 +18,13 @@ def _list(obj: Any, key: str) -> list[Any]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
-def _provider_city(provider: dict[str, Any]) -> str | None:
+def _provider_city(provider: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The (code, name) of the provider's first located city, e.g. ("insee:97222", "Le Robert")."""
     for location in _list(provider, "locations"):
         city = location.get("city")
         if isinstance(city, dict) and (city.get("code") or city.get("name")):
-            return city.get("code") or city.get("name")
-    return None
+            return city.get("code") or city.get("name"), city.get("name")
+    return None, None
 
 
 def flatten_catalog(bpp_id: str, bpp_uri: str | None, message: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -31,10 +32,12 @@ def flatten_catalog(bpp_id: str, bpp_uri: str | None, message: dict[str, Any] | 
     catalog = (message or {}).get("catalog")
     offers: list[dict[str, Any]] = []
     for provider in _list(catalog, "providers"):
+        city_code, city_name = _provider_city(provider)
         provider_out = {
             "id": provider.get("id"),
             "name": _descriptor(provider).get("name"),
-            "city": _provider_city(provider),
+            "city": city_code,
+            "city_name": city_name,
         }
         for item in _list(provider, "items"):
             descriptor = _descriptor(item)

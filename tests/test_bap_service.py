@@ -332,7 +332,8 @@ def test_results_poll_and_wait_for_callbacks(net_both: Network) -> None:
     pineapple = next(o for o in first["offers"] if o["item"]["id"] == "ananas-victoria")
     assert pineapple["item"]["price"] == {"currency": "EUR", "value": "4.50"}
     assert pineapple["item"]["category_ids"] == ["fruits"]
-    assert pineapple["provider"] == {"id": "ferme-bellevue-lamentin", "name": "Ferme Bellevue", "city": "97213"}
+    assert pineapple["provider"] == {"id": "ferme-bellevue-lamentin", "name": "Ferme Bellevue", "city": "97213",
+                                     "city_name": "Le Lamentin"}
     assert pineapple["bpp_uri"] == f"{net.peer.url}/beckn"
 
     # Nothing newer than the cursor: the wait runs its course.

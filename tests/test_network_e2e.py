@@ -75,6 +75,7 @@ def test_citizen_journey_creates_the_order_at_the_bpp(network: dict[str, Any]) -
         pytest.fail(f"journey failed at {failure.step}: {failure.reason}\n{network['net'].logs()}")
     offer = result["offer"]
     assert "vivaneau" in offer["item"]["name"].lower()
+    assert offer["provider"]["city"] == "insee:97222" and offer["provider"]["city_name"] == "Le Robert"
     bpp = _bpp_named(network, offer["bpp_id"])
     response = httpx.get(f"{bpp.url}/api/v1/orders/{result['order_id']}",
                          headers={"Authorization": f"Bearer {network['net'].bpp_admin_token}"}, timeout=5)

@@ -50,7 +50,8 @@ class Price(BaseModel):
 class OfferProvider(BaseModel):
     id: str | None = None
     name: str | None = None
-    city: str | None = None
+    city: str | None = Field(None, description="City code of the merchant's location.", examples=["insee:97222"])
+    city_name: str | None = Field(None, description="Its commune's name, as the BPP sent it.", examples=["Le Robert"])
 
 
 class OfferItem(BaseModel):

@@ -102,7 +102,7 @@ def run_journey(bap_url: str, *, query: str, lang: str, quantity: int, timeout: 
             table.add_column(column)
         for offer in offers[:10]:
             price = offer["item"].get("price") or {}
-            table.add_row(offer["provider"].get("name") or offer["provider"]["id"], offer["provider"].get("city") or "",
+            table.add_row(offer["provider"].get("name") or offer["provider"]["id"], offer["provider"].get("city_name") or offer["provider"].get("city") or "",
                           offer["item"].get("name") or offer["item"]["id"],
                           f"{price.get('value', '?')} {price.get('currency', '')}")
         console.print(table)

@@ -149,13 +149,12 @@ def register(app: typer.Typer) -> None:
         environments = network_environment(data_dir, host, ports, catalogue)
         log_dir = data_dir / "logs"
         services: list[RunningService] = []
-        stopping = False
 
         def on_signal(signum: int, frame: object) -> None:  # noqa: ARG001
-            nonlocal stopping
-            stopping = True
             raise KeyboardInterrupt
 
+        # Installed explicitly: a shell starting us in the background leaves SIGINT ignored.
+        signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
         try:
             for service in START_ORDER:
