@@ -8,19 +8,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
 from beckn.settings import Settings
 from beckn.store.db import create_engine, session_factory, sqlite_path, upgrade
 from registry.admin import admin_router
-from registry.errors import install_handlers, read_json
-from registry.lookup import find, parse_filter, subscription_json
-from registry.schemas import ErrorOut, Health, LookupRequest, Subscription, inline_schema
+from registry.did import did_router
+from registry.errors import install_handlers
+from registry.lookup_routes import lookup_router
+from registry.ratelimit import install_rate_limits
+from registry.schemas import Health
+from registry.signed_response import load_registry_identity
+from registry.subscribe import subscribe_router
 from registry.tables import RegistryParticipant
 
 log = structlog.get_logger(__name__)
@@ -35,6 +38,8 @@ def create_app(settings: Settings, *, host: str = "127.0.0.1", port: int = DEFAU
     engine = create_engine(database_url)
     sessions = session_factory(engine)
     token = settings.registry_admin_token or None  # an empty token would be a door left open
+    # The registry's own keys (node-keys.json in data_dir): they sign every lookup answer.
+    identity = load_registry_identity(settings.data_dir, settings.subscriber_id)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:  # noqa: ARG001 - FastAPI's signature
@@ -57,27 +62,9 @@ def create_app(settings: Settings, *, host: str = "127.0.0.1", port: int = DEFAU
         lifespan=lifespan,
     )
     install_handlers(app)
-
-    @app.post(
-        "/lookup",
-        tags=["registry"],
-        summary="Look up subscribed participants and their current keys",
-        response_model=list[Subscription],
-        responses={400: {"model": ErrorOut, "description": "The body is not a JSON object or a field has the "
-                                                           "wrong type."},
-                   413: {"model": ErrorOut, "description": "Body too large."}},
-        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-            "schema": inline_schema(LookupRequest)}}}},
-    )
-    async def lookup(request: Request) -> JSONResponse:
-        """Every SUBSCRIBED entry matching the filter, each with the requested key (if a key id is
-        given) or its latest key, valid now. `type`, `domain`, `city` and `country` also match
-        entries registered blank. Open, without authentication, like the Succinct registry and
-        ONDC's legacy `/lookup`."""
-        criteria = parse_filter(await read_json(request, settings.max_body_bytes))
-        async with sessions() as session:
-            found = await find(session, criteria, datetime.now(UTC))
-        return JSONResponse([subscription_json(p, k) for p, k in found])
+    install_rate_limits(app, settings)  # per caller, per route class (registry/ratelimit.py)
+    app.state.registry_identity = identity
+    app.include_router(lookup_router(sessions, identity, settings))
 
     @app.get("/health", tags=["operations"], summary="Liveness and readiness", response_model=Health,
              responses={503: {"model": Health, "description": "The database is unreachable."}})
@@ -95,6 +82,8 @@ def create_app(settings: Settings, *, host: str = "127.0.0.1", port: int = DEFAU
         return JSONResponse(body, status_code=200 if healthy else 503)
 
     app.include_router(admin_router(sessions, token=token, max_body_bytes=settings.max_body_bytes))
+    app.include_router(subscribe_router(sessions, settings, identity))
+    app.include_router(did_router(sessions, settings))
     return app
 
 

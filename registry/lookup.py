@@ -13,6 +13,18 @@ Semantics (those of the Succinct registry, the most complete open one):
   revoked), are returned;
 * with a key id, only that key; without, each entry's latest valid key.
 
+Key history (`valid_at`, an RFC 3339 date-time with a time zone): the keys valid at that moment
+instead of now, so that an auditor can verify a signature years later. Key history is never
+deleted (registry/tables.py), so the answer includes keys now expired or superseded:
+
+* a key is valid at T when valid_from <= T < valid_until and it was not revoked by T
+  (`revoked_at` NULL or later than T): a key revoked at R still verifies signatures made before
+  R, and such an element carries `revoked_at` so that the auditor sees it was revoked later;
+* entries are matched whatever their current status, except INITIATED and UNDER_SUBSCRIPTION
+  (never confirmed): the registry keeps no status history, and a participant that has since left
+  (UNSUBSCRIBED, EXPIRED, INVALID_SSL) must stay verifiable for what it signed while it was in.
+  Each element shows the entry's *current* `status`; a `status` criterion narrows the same set.
+
 Response: an array of `Subscription`, every field under each spelling clients read (the
 duplicates satisfy every client: core, ONDC, Succinct, protocol-server).
 """
@@ -29,12 +41,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.errors import bad_request
 from registry.tables import ParticipantStatus, ParticipantType, RegistryKey, RegistryParticipant
-from registry.vocabulary import parse_type, wire_time
+from registry.vocabulary import parse_time, parse_type, wire_time
 
 _KEY_ID_NAMES = ("ukId", "unique_key_id", "key_id", "pub_key_id")
 _URL_NAMES = ("url", "subscriber_url")
 # Beyond these, a filter field is ignored (the schema is open, and clients send extras).
 _STRING_FIELDS = ("subscriber_id", "domain", "status")
+VALID_AT = "valid_at"
+# Entries a history lookup (`valid_at`) may show: every status but those never confirmed.
+HISTORY_STATUSES = (ParticipantStatus.SUBSCRIBED, ParticipantStatus.INVALID_SSL,
+                    ParticipantStatus.EXPIRED, ParticipantStatus.UNSUBSCRIBED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +63,13 @@ class LookupFilter:
     country: str | None = None
     url: str | None = None
     status: str | None = None
+    valid_at: datetime | None = None  # None: now, and only what is usable now
+
+    def criteria_count(self) -> int:
+        """How many search criteria are set (valid_at and status excluded: they are not criteria
+        on who, only on when and which state)."""
+        return sum(v is not None for v in (self.subscriber_id, self.unique_key_id, self.type, self.domain,
+                                          self.city, self.country, self.url))
 
 
 def parse_filter(payload: Any) -> LookupFilter:
@@ -81,6 +104,12 @@ def parse_filter(payload: Any) -> LookupFilter:
 
     if found["status"] is not None:
         found["status"] = found["status"].upper()
+    moment = payload.get(VALID_AT)
+    if moment is not None:
+        try:
+            found["valid_at"] = parse_time(moment, VALID_AT)
+        except ValueError as exc:
+            raise bad_request(str(exc), VALID_AT) from None
     return LookupFilter(**found)
 
 
@@ -119,16 +148,24 @@ def _code(value: Any, path: str) -> str | None:
 
 
 async def find(session: AsyncSession, criteria: LookupFilter, now: datetime) -> list[tuple[RegistryParticipant, RegistryKey]]:
-    """Matching SUBSCRIBED entries, each with its requested (or latest) key valid at `now`."""
-    if criteria.status is not None and criteria.status != ParticipantStatus.SUBSCRIBED:
-        return []  # a lookup only ever shows subscribed entries
+    """Matching entries, each with its requested (or latest) key: SUBSCRIBED entries and keys
+    usable `now`, or with `criteria.valid_at`, the key history at that moment (module doc)."""
     p, k = RegistryParticipant, RegistryKey
-    query = (
-        select(p, k)
-        .join(k, k.subscriber_id == p.subscriber_id)
-        .where(p.status == ParticipantStatus.SUBSCRIBED.value,
-               k.revoked_at.is_(None), k.valid_from <= now, k.valid_until > now)
-    )
+    query = select(p, k).join(k, k.subscriber_id == p.subscriber_id)
+    if criteria.valid_at is None:
+        if criteria.status is not None and criteria.status != ParticipantStatus.SUBSCRIBED:
+            return []  # a live lookup only ever shows subscribed entries
+        query = query.where(p.status == ParticipantStatus.SUBSCRIBED.value,
+                            k.revoked_at.is_(None), k.valid_from <= now, k.valid_until > now)
+    else:
+        at = criteria.valid_at
+        statuses = [s.value for s in HISTORY_STATUSES]
+        if criteria.status is not None:
+            if criteria.status not in statuses:
+                return []
+            statuses = [criteria.status]
+        query = query.where(p.status.in_(statuses), k.valid_from <= at, k.valid_until > at,
+                            or_(k.revoked_at.is_(None), k.revoked_at > at))
     if criteria.subscriber_id is not None:
         query = query.where(p.subscriber_id == criteria.subscriber_id)
     if criteria.unique_key_id is not None:
@@ -175,4 +212,6 @@ def subscription_json(participant: RegistryParticipant, key: RegistryKey) -> dic
         "ukId": key.unique_key_id,
         "unique_key_id": key.unique_key_id,
         "key_id": key.unique_key_id,
+        # Only history lookups can return a revoked key (one revoked after their valid_at).
+        **({"revoked_at": wire_time(key.revoked_at)} if key.revoked_at is not None else {}),
     }

@@ -40,9 +40,9 @@ from registry.tables import ParticipantStatus, ParticipantType, RegistryKey, Reg
 from registry.vocabulary import (
     MAX_DOMAIN,
     MAX_KEY_ID,
-    MAX_SUBSCRIBER_ID,
     check_code,
     check_identifier,
+    check_subscriber_id,
     check_url,
     parse_time,
     parse_type,
@@ -136,7 +136,7 @@ class Registration(BaseModel):
     @field_validator("subscriber_id")
     @classmethod
     def _subscriber_id(cls, value: str) -> str:
-        return check_identifier(value, "subscriber_id", MAX_SUBSCRIBER_ID)
+        return check_subscriber_id(value)
 
     @field_validator("unique_key_id")
     @classmethod
@@ -233,8 +233,10 @@ async def register(
     registration: Registration,
     *,
     now: datetime | None = None,
+    status: ParticipantStatus = ParticipantStatus.SUBSCRIBED,
 ) -> Registered:
-    """Insert or update the entry (subscriber_id, type, domain) as SUBSCRIBED, and its key.
+    """Insert or update the entry (subscriber_id, type, domain) with `status` (SUBSCRIBED: the
+    operator's approval; the subscribe flow may pass UNDER_SUBSCRIPTION), and its key.
 
     Raises `RegistrationConflict` if `unique_key_id` is already bound to other key material or
     was revoked, `ApiError` 400 if the merged validity window is empty. Safe when the same node
@@ -244,7 +246,7 @@ async def register(
     for attempt in range(3):
         try:
             async with sessions() as session, session.begin():
-                return await _upsert(session, registration, now)
+                return await _upsert(session, registration, now, status)
         except IntegrityError:
             if attempt == 2:
                 raise
@@ -252,7 +254,8 @@ async def register(
     raise AssertionError("unreachable")
 
 
-async def _upsert(session: AsyncSession, reg: Registration, now: datetime) -> Registered:
+async def _upsert(session: AsyncSession, reg: Registration, now: datetime,
+                  status: ParticipantStatus = ParticipantStatus.SUBSCRIBED) -> Registered:
     key = (await session.execute(
         select(RegistryKey).where(RegistryKey.subscriber_id == reg.subscriber_id,
                                   RegistryKey.unique_key_id == reg.unique_key_id)
@@ -299,7 +302,7 @@ async def _upsert(session: AsyncSession, reg: Registration, now: datetime) -> Re
     participant_created = participant is None
     participant_changed = False
     wanted = {"url": reg.url, "city": reg.city, "country": reg.country,
-              "status": ParticipantStatus.SUBSCRIBED.value}
+              "status": status.value}
     if participant is None:
         participant = RegistryParticipant(subscriber_id=reg.subscriber_id, type=reg.type.value,
                                           domain=reg.domain, created=now, updated=now, **wanted)

@@ -51,6 +51,8 @@ class Subscription(BaseModel):
     ukId: str
     unique_key_id: str
     key_id: str
+    revoked_at: str | None = Field(None, description="Only in `valid_at` lookups, for a key revoked after that "
+                                                     "moment (it still verifies signatures made before).")
 
 
 class LookupRequest(BaseModel):
@@ -71,6 +73,8 @@ class LookupRequest(BaseModel):
     country: str | None = None
     location: dict[str, Any] | None = None
     url: str | None = None
+    valid_at: str | None = Field(None, description="RFC 3339 date-time: the keys valid at that moment instead of "
+                                                   "now, including keys since expired, superseded or revoked later.")
 
 
 class KeyOut(BaseModel):
