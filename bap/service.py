@@ -93,7 +93,9 @@ class BapService:
         now = datetime.now(UTC)
         message_id = messages.new_id()
         context = messages.context(
-            action=action, domain=self.settings.domain, country=self.settings.country, city=transaction.city,
+            action=action, domain=self.settings.domain, city=transaction.city,
+            # A search may name another territory's country (federation); the transaction keeps it.
+            country=(transaction.search or {}).get("country") or self.settings.country,
             bap_id=self.node.subscriber_id, bap_uri=self.node.subscriber_url, transaction_id=transaction.id,
             message_id=message_id, ttl_seconds=ttl_seconds, now=now, bpp_id=bpp_id, bpp_uri=bpp_uri,
         )

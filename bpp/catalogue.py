@@ -27,6 +27,9 @@ from bpp.text import DEFAULT_LANGUAGE, LANGUAGES, descriptor_texts, indexed_text
 DEMO_CATALOGUE = Path(__file__).resolve().parent / "demo_catalogue.json"
 COUNTRY = {"code": "MTQ", "name": "Martinique"}
 STATE = {"code": "972", "name": "Martinique"}
+# A shop's state and country follow its commune's INSEE department (a BPP of a partner territory).
+TERRITORIES = {"971": ("GLP", "Guadeloupe"), "972": ("MTQ", "Martinique"), "973": ("GUF", "Guyane"),
+               "974": ("REU", "La Réunion"), "976": ("MYT", "Mayotte")}
 # Fulfillment types of the network policy (Beckn leaves the codes to it).
 FULFILLMENT_TYPES = ("Self-Pickup", "Delivery")
 
@@ -60,7 +63,7 @@ class CategoryFile(_Strict):
 
 
 class CityFile(_Strict):
-    code: str = Field(pattern=r"^insee:972[0-9]{2}$")
+    code: str = Field(pattern=r"^insee:97[1-46][0-9]{2}$")  # overseas departments (971-974, 976)
     name: str
 
 
@@ -213,6 +216,14 @@ def money(value: Decimal) -> str:
     return f"{value.quantize(Decimal('0.01')):f}"
 
 
+def _territory(city_code: str) -> dict[str, Any]:
+    department = city_code.removeprefix("insee:")[:3]
+    if department not in TERRITORIES:
+        return {"state": dict(STATE), "country": dict(COUNTRY)}
+    country, name = TERRITORIES[department]
+    return {"state": {"code": department, "name": name}, "country": {"code": country, "name": name}}
+
+
 def location_json(provider: BppProvider) -> dict[str, Any]:
     location = provider.location
     return {
@@ -220,8 +231,7 @@ def location_json(provider: BppProvider) -> dict[str, Any]:
         "gps": location["gps"],
         "address": location["address"],
         "city": dict(location["city"]),
-        "state": dict(STATE),
-        "country": dict(COUNTRY),
+        **_territory(location["city"]["code"]),
         "area_code": location["area_code"],
     }
 

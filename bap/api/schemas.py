@@ -30,6 +30,9 @@ class SearchIn(BaseModel):
     lang: Literal["fr", "en", "es", "de"] = "fr"
     city: str | None = Field(None, pattern=r"^insee:\d{5}$",
                              description="Commune as \"insee:<INSEE code>\", e.g. insee:97209. Default: the node's.")
+    country: str | None = Field(None, pattern=r"^[A-Z]{2,3}$",
+                                description="Country code of that commune (ISO 3166-1, e.g. GLP to search a partner "
+                                "territory's BPPs through federation). Default: the node's.")
     category: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)] | None = None
     ttl_seconds: int = Field(10, ge=1, le=60, description="How long BPPs may answer.")
 

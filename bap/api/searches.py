@@ -33,7 +33,7 @@ async def create_search(body: SearchIn, request: Request, citizen: CurrentSessio
     transaction = BapTransaction(
         id=messages.new_id(), session_id=citizen.id, city=city,
         search={"query": body.query, "lang": body.lang, "city": city, "category": body.category,
-                "ttl_seconds": body.ttl_seconds},
+                "ttl_seconds": body.ttl_seconds, **({"country": body.country} if body.country else {})},
     )
     async with svc.node.sessions() as db:
         db.add(transaction)

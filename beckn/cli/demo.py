@@ -72,8 +72,10 @@ class _Journey:
         return result
 
 
-def run_journey(bap_url: str, *, query: str, lang: str, quantity: int, timeout: float, console: Console) -> dict[str, Any]:
-    """Search, pick the first offer, select, init, confirm, status. Returns the final status answer."""
+def run_journey(bap_url: str, *, query: str, lang: str, quantity: int, timeout: float, console: Console,
+                city: str | None = None, country: str | None = None) -> dict[str, Any]:
+    """Search, pick the first offer, select, init, confirm, status. Returns the final status answer.
+    `city`/`country` search another commune or territory than the BAP's own (e.g. insee:97120, GLP)."""
     with httpx.Client(base_url=bap_url.rstrip("/"), timeout=timeout + 10) as client:
         journey = _Journey(client, console, timeout)
 
@@ -81,7 +83,8 @@ def run_journey(bap_url: str, *, query: str, lang: str, quantity: int, timeout: 
         client.headers["Authorization"] = f"Bearer {session['token']}"
 
         console.rule(f"1. search «{query}» ({lang})")
-        started = journey.call("search", "POST", "/api/v1/searches", json={"query": query, "lang": lang})
+        where = {name: value for name, value in (("city", city), ("country", country)) if value}
+        started = journey.call("search", "POST", "/api/v1/searches", json={"query": query, "lang": lang, **where})
         transaction_id = started["transaction_id"]
         console.print(f"transaction {transaction_id}")
         offers: list[dict[str, Any]] = []
