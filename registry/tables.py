@@ -102,9 +102,31 @@ class RegistryKey(StoreModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
 
 
+class RegistryAudit(StoreModel, table=True):
+    """One operator decision (approve, suspend, revoke), kept forever: who, when, what, from which
+    state to which. Owned by migration 0005; written by registry/lifecycle.py."""
+
+    __tablename__ = "registry_audit"
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    # Declared by the operator (the admin token is shared, so it cannot prove who): e.g. a login.
+    actor: str = Field(sa_column=Column(String(128), nullable=False))
+    action: str = Field(sa_column=Column(String(32), nullable=False))
+    subscriber_id: str = Field(sa_column=Column(String(255), nullable=False, index=True))
+    # The entry (type, domain) or the key (unique_key_id) acted on; NULL when not applicable.
+    type: str | None = Field(default=None, sa_column=Column(String(8), nullable=True))
+    domain: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
+    unique_key_id: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
+    from_state: str | None = Field(default=None, sa_column=Column(String(24), nullable=True))
+    to_state: str | None = Field(default=None, sa_column=Column(String(24), nullable=True))
+    reason: str = Field(default="", sa_column=Column(String(500), nullable=False))
+
+
 __all__ = [
     "ParticipantStatus",
     "ParticipantType",
+    "RegistryAudit",
     "RegistryKey",
     "RegistryParticipant",
 ]
