@@ -5,6 +5,13 @@ the inbound pipeline with its inbox dispatcher, and the outbox delivery worker. 
 composition root builds one, mounts `node.beckn_routes()` and `node.health_routes()`, hands its
 business handler to it, and runs `node.lifespan` as the app's lifespan. The node knows nothing of
 what the service does with a message.
+
+Getting into the registry, one of three ways (`registration_mode`, shown by /health):
+* "admin": with LAKOU_REGISTRY_ADMIN_TOKEN the node posts its record to the operator's admin API;
+* "subscribe": with LAKOU_REGISTRY_SUBSCRIBE (and no token) it onboards itself through the signed
+  /subscribe and the on_subscribe challenge (beckn/onboarding.py);
+* "none": the operator registers it by other means; the node does not wait for anything.
+Every node answers `{subscriber_url}/on_subscribe` whatever its mode.
 """
 
 from __future__ import annotations
@@ -28,6 +35,15 @@ from beckn.inbound import AcceptedMessage, InboundPipeline, Role
 from beckn.inbox import InboxDispatcher
 from beckn.keyfile import KEY_FILE, ensure_node_keys
 from beckn.keys import load_signing_key
+from beckn.onboarding import (
+    PENDING,
+    SUBSCRIBED,
+    ChallengeAnswerer,
+    Onboarding,
+    RegistryTrust,
+    on_subscribe_router,
+    wait_until_listening,
+)
 from beckn.outbox import GATEWAY_AUTHORIZATION, DeliveryWorker, enqueue
 from beckn.policy import NetworkPolicy, message_expires_at
 from beckn.registry_client import KeyResolver, RegistryClient
@@ -106,7 +122,25 @@ class BecknNode:
         self._handler: Handler | None = None
         self._dispatcher = InboxDispatcher(self.sessions, self._dispatch)
         self._registry_record = dict(registry_record or {})
-        self.registered = not settings.registry_admin_token  # nothing to do without a token
+        # Every node answers the registry's on_subscribe challenge, whichever way it registers.
+        self.registry_trust = RegistryTrust(
+            settings.registry_url, self.http, signing_public_key=settings.registry_signing_public_key,
+            encr_public_key=settings.registry_encr_public_key, subscriber_id=settings.registry_subscriber_id)
+        self.challenge_answerer = ChallengeAnswerer(
+            self.registry_trust, self.subscriber_id, self.keys["unique_key_id"],
+            self.keys["encryption_private_key"], skew_seconds=settings.signature_skew_seconds)
+        # How this node gets into the registry: the operator's admin API (token), its own signed
+        # /subscribe, or neither (the operator registers it by other means: nothing to wait for).
+        self.registration_mode = ("admin" if settings.registry_admin_token
+                                  else "subscribe" if settings.registry_subscribe else "none")
+        self.registration_status = PENDING if self.registration_mode != "none" else "unmanaged"
+        self._host, self._port = host, port
+        self.onboarding: Onboarding | None = None
+        if self.registration_mode == "subscribe":
+            self.onboarding = Onboarding(
+                http=self.http, registry_url=settings.registry_url, trust=self.registry_trust, signer=self.signer,
+                record=self.registration, lookup=self.registry, on_change=self._registration_changed,
+                before_first_attempt=self._wait_listening)
         self._tasks: list[asyncio.Task[Any]] = []
         self._stop = asyncio.Event()
 
@@ -121,7 +155,10 @@ class BecknNode:
             await self._handler(message)
 
     def beckn_routes(self) -> APIRouter:
-        return beckn_router(self.pipeline, self.actions, on_accepted=self._on_accepted, prefix=BECKN_PREFIX)
+        router = beckn_router(self.pipeline, self.actions, on_accepted=self._on_accepted, prefix=BECKN_PREFIX)
+        # Under the same prefix: the registry calls `{subscriber_url}/on_subscribe`.
+        router.include_router(on_subscribe_router(self.challenge_answerer))
+        return router
 
     async def _on_accepted(self, message: AcceptedMessage) -> None:
         await self._dispatcher.dispatch(message)
@@ -155,6 +192,10 @@ class BecknNode:
             "unique_key_id": self.signer.unique_key_id,
             "database": database,
             "registered": self.registered,
+            "registration": self.registration_status,
+            "registration_mode": self.registration_mode,
+            **({"registration_error": self.onboarding.last_error}
+               if self.onboarding is not None and self.onboarding.last_error else {}),
         }, healthy
 
     # ------------------------------------------------------------------ sending
@@ -209,8 +250,10 @@ class BecknNode:
             asyncio.create_task(self.worker.run(self._stop), name=f"{self.service}-outbox"),
             asyncio.create_task(self._recover(), name=f"{self.service}-inbox-recover"),
         ]
-        if not self.registered:
+        if self.registration_mode == "admin" and not self.registered:
             self._tasks.append(asyncio.create_task(self._register_until_done(), name=f"{self.service}-register"))
+        elif self.onboarding is not None and self.registration_status != SUBSCRIBED:
+            self._tasks.append(asyncio.create_task(self.onboarding.run(), name=f"{self.service}-subscribe"))
         log.info("node.started", service=self.service, subscriber_id=self.subscriber_id, url=self.subscriber_url)
 
     async def stop(self) -> None:
@@ -233,6 +276,22 @@ class BecknNode:
             log.info("node.inbox_recovered", messages=replayed)
 
     # ------------------------------------------------------------------ registration
+
+    @property
+    def registered(self) -> bool:
+        """In the network: SUBSCRIBED (by the admin API or /subscribe), or registered by other means."""
+        return self.registration_status in (SUBSCRIBED, "unmanaged")
+
+    def _registration_changed(self, status: str) -> None:
+        self.registration_status = status
+        if status == SUBSCRIBED:
+            # A lookup cached while we were not yet in the registry must not outlive our entry.
+            self.resolver.invalidate(self.subscriber_id, self.signer.unique_key_id)
+
+    async def _wait_listening(self) -> None:
+        if not await wait_until_listening(self._host, self._port):
+            log.warning("node.not_listening_yet", host=self._host, port=self._port,
+                        detail="subscribing anyway; the registry's on_subscribe may fail and will be retried")
 
     def registration(self) -> dict[str, Any]:
         """This node's participant record, as the registry's admin API takes it."""
@@ -264,8 +323,7 @@ class BecknNode:
         )
         if response.status_code >= 300:
             raise RuntimeError(f"registry refused the registration: HTTP {response.status_code} {response.text[:300]}")
-        self.registered = True
-        self.resolver.invalidate(self.subscriber_id, self.signer.unique_key_id)
+        self._registration_changed(SUBSCRIBED)
 
     async def _register_until_done(self) -> None:
         delay = 0.2

@@ -44,7 +44,28 @@ class Settings(BaseSettings):
     registry_admin_token: str | None = Field(
         None,
         description="Registry operator token. On the registry it enables the admin API; on a node it "
-        "makes the node register its own keys at start (until the subscribe flow lands).",
+        "makes the node register its own keys at start through the admin API.",
+    )
+    registry_subscribe: bool = Field(
+        False,
+        description="Onboard through the registry's signed POST /subscribe and its on_subscribe challenge "
+        "(beckn/onboarding.py), retried with backoff until SUBSCRIBED or UNDER_SUBSCRIPTION. Ignored when "
+        "LAKOU_REGISTRY_ADMIN_TOKEN is set: the node then registers through the admin API.",
+    )
+    registry_signing_public_key: str | None = Field(
+        None,
+        description="The registry's Ed25519 public key (GET <registry>/registry-key), which signs its "
+        "on_subscribe challenges. Unset: fetched once per process from the registry (trust on first use).",
+    )
+    registry_encr_public_key: str | None = Field(
+        None,
+        description="The registry's X25519 public key, to decrypt its challenges. Unset: read from "
+        "GET <registry>/registry-key.",
+    )
+    registry_subscriber_id: str | None = Field(
+        None,
+        description="The registry's own subscriber_id (the keyId of its signatures). Set: an on_subscribe "
+        "signed under another id is refused. Unset: the id published at /registry-key when that is fetched.",
     )
     domain: str = Field(DEFAULT_DOMAIN, description="Beckn domain this node serves.")
     country: str = Field(DEFAULT_COUNTRY, description="Country code this node serves.")

@@ -21,6 +21,12 @@ console = Console()
 
 # Start order matters: every node registers itself at the registry, and the BAP finds the gateway there.
 START_ORDER = (Service.registry, Service.gateway, Service.bpp, Service.bap)
+# How each node gets into the registry. BAP and BPP onboard themselves like any participant: a signed
+# /subscribe answered through on_subscribe, auto-approved by the registry's policy. The gateway is
+# vetted by the operator (the registry keeps a BG UNDER_SUBSCRIPTION), so `up`, being the operator
+# here, registers it with the admin token.
+SUBSCRIBING = (Service.bpp, Service.bap)
+_LOOPBACK_HOSTS = ("localhost", "::1")
 
 
 @dataclass
@@ -59,14 +65,39 @@ def network_environment(data_dir: Path, host: str, ports: dict[Service, int], ca
         env.update(
             LAKOU_DATA_DIR=str((data_dir / service.value).resolve()),
             LAKOU_REGISTRY_URL=registry_url,
-            LAKOU_REGISTRY_ADMIN_TOKEN=admin_token,
             LAKOU_PUBLIC_URL=f"http://{host}:{ports[service]}",
             LAKOU_SUBSCRIBER_ID=f"{service.value}.lakou.localhost",
         )
+        # The registry accepts a `*.lakou.localhost` id with a loopback URL only; on another
+        # interface the nodes keep registering through the admin API.
+        if service in SUBSCRIBING and _is_loopback(host):
+            env.update(LAKOU_REGISTRY_SUBSCRIBE="true")
+        else:
+            env.update(LAKOU_REGISTRY_ADMIN_TOKEN=admin_token)
+        if service is Service.registry:
+            env.update(LAKOU_REGISTRY_AUTO_APPROVE="true")
         if service is Service.bpp:
             env.update(LAKOU_BPP_CATALOGUE=catalogue, LAKOU_BPP_ADMIN_TOKEN=bpp_token)
         environments[service] = env
     return environments
+
+
+def _is_loopback(host: str) -> bool:
+    return host in _LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def pin_registry_key(environments: dict[Service, dict[str, str]], registry_url: str) -> None:
+    """Give every subscribing node the registry's keys, read from the registry `up` just started,
+    so that the nodes check its on_subscribe signatures against a pinned key (no trust on first use)."""
+    import httpx
+
+    published = httpx.get(registry_url + "/registry-key", timeout=5).raise_for_status().json()
+    for service in SUBSCRIBING:
+        environments[service].update(
+            LAKOU_REGISTRY_SIGNING_PUBLIC_KEY=published["signing_public_key"],
+            LAKOU_REGISTRY_ENCR_PUBLIC_KEY=published["encr_public_key"],
+            LAKOU_REGISTRY_SUBSCRIBER_ID=published["subscriber_id"],
+        )
 
 
 def _die_with_parent() -> None:
@@ -163,6 +194,11 @@ def register(app: typer.Typer) -> None:
                     services.append(running)
                     problem = _wait_healthy(running, time.monotonic() + startup_timeout,
                                             need_registered=service is not Service.registry)
+                if problem is None and service is Service.registry:
+                    try:
+                        pin_registry_key(environments, running.url)
+                    except Exception as exc:  # noqa: BLE001 - reported as a start failure below
+                        problem = f"its key could not be read at /registry-key: {type(exc).__name__}: {exc}"
                 if problem is not None:
                     console.print(f"[red]{service.value} failed to start: {problem}[/red]")
                     console.print(_tail(running.log_path), markup=False, highlight=False)
