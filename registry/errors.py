@@ -77,9 +77,33 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     if _nesting(text) > MAX_JSON_DEPTH:
         raise bad_request(f"request body is nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_constant=_refuse_constant)
     except ValueError as exc:  # JSONDecodeError, and NaN/Infinity refused below
         raise bad_request(f"request body is not valid JSON: {exc}") from None
+    _check_strings(value, "")
+    return value
+
+
+def _check_strings(value: Any, path: str) -> None:
+    """Refuse strings no field can hold: a lone UTF-16 surrogate (a `\\ud800` escape without
+    its pair is valid JSON text but not Unicode: it cannot be stored, signed or answered) and
+    NUL (PostgreSQL text cannot hold it). Checked once here so that no route meets them."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise bad_request(f"{path or 'request body'} contains a NUL character (\\u0000), which no field "
+                              "accepts", path or None)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise bad_request(f"{path or 'request body'} contains a lone UTF-16 surrogate escape (e.g. "
+                              "\\ud800 without its pair), which is not Unicode text", path or None) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_strings(key, path)
+            _check_strings(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_strings(item, f"{path}[{index}]")
 
 
 def _refuse_constant(name: str) -> Any:

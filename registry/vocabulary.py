@@ -32,6 +32,11 @@ TYPES_ACCEPTED = "BAP, BPP, BG or BREG (any case; also buyerApp, sellerApp, gate
 # An identifier goes into the BECKN-006 keyId `"{subscriber_id}|{unique_key_id}|ed25519"`:
 # a `|`, a quote, a comma or whitespace in it would make that header ambiguous or unparseable.
 _IDENTIFIER = re.compile(r'^[^\s|",\\]+$')
+# Domain-name labels; '_' too, which DNS allows outside host names and some ids use.
+_DOMAIN_NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+                          r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*$")
+# What urlsplit leaves of a host: a domain name, IPv4, or an IPv6 literal without its brackets.
+_HOST = re.compile(r"^(?:[A-Za-z0-9_.-]+|[0-9A-Fa-f:.]+(?:%[A-Za-z0-9_.-]+)?)$")
 MAX_SUBSCRIBER_ID = 255
 MAX_KEY_ID = 128
 MAX_URL = 2048
@@ -52,9 +57,24 @@ def check_identifier(value: str, what: str, max_length: int) -> str:
         raise ValueError(f"{what} is empty")
     if len(value) > max_length:
         raise ValueError(f"{what} is longer than {max_length} characters")
+    if _has_control(value):
+        raise ValueError(f"{what} {value!r} contains a control character")
     if not _IDENTIFIER.match(value):
         raise ValueError(f"{what} {value!r} contains whitespace or one of | \" , \\ (it goes into the "
                          "Authorization keyId, where they are separators)")
+    if not value.isascii():
+        raise ValueError(f"{what} {value!r} must be ASCII (write an internationalised domain name in its "
+                         "xn-- form)")
+    return value
+
+
+def check_subscriber_id(value: str) -> str:
+    """A subscriber id: the participant's domain name (Beckn: an FQDN), such as bpp.example.mq.
+    Stricter than other identifiers because it is also a DID path segment and a host name."""
+    value = check_identifier(value, "subscriber_id", MAX_SUBSCRIBER_ID)
+    if not _DOMAIN_NAME.match(value):
+        raise ValueError(f"subscriber_id {value!r} must be a domain name such as bpp.example.mq: letters, digits, "
+                         "'-' and '_' in dot-separated labels (write an internationalised name in its xn-- form)")
     return value
 
 
@@ -63,6 +83,8 @@ def check_code(value: str, what: str, max_length: int = MAX_CODE) -> str:
     value = value.strip()
     if len(value) > max_length:
         raise ValueError(f"{what} is longer than {max_length} characters")
+    if _has_control(value):
+        raise ValueError(f"{what} {value!r} contains a control character")
     if any(c.isspace() for c in value):
         raise ValueError(f"{what} {value!r} contains whitespace")
     return value
@@ -78,12 +100,28 @@ def check_url(value: str) -> str:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
         raise ValueError(f"url {value!r} is not a valid URL: {exc}") from None
+    if _has_control(value):
+        raise ValueError(f"url {value!r} contains a control character")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"url {value!r} must be an absolute http:// or https:// URL, "
                          "e.g. https://bpp.example.mq/beckn")
     if parts.fragment or any(c.isspace() for c in value):
         raise ValueError(f"url {value!r} must not contain a fragment or whitespace")
+    # Published to every participant: credentials in it would leak, and would be sent on each call.
+    if "@" in parts.netloc:
+        raise ValueError(f"url {value!r} must not carry credentials (user:password@): participants "
+                         "authenticate by signature")
+    if not value.isascii():
+        raise ValueError(f"url {value!r} must be ASCII: percent-encode the path and write an "
+                         "internationalised host name in its xn-- form")
+    if not _HOST.match(parts.hostname):
+        raise ValueError(f"url {value!r} has an invalid host {parts.hostname!r}: expected a domain name or "
+                         "an IP address")
     return value.rstrip("/")
+
+
+def _has_control(value: str) -> bool:
+    return any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value)
 
 
 def parse_time(value: Any, what: str) -> datetime:
