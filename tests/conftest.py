@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import socket
 import threading
 import time
@@ -25,10 +26,41 @@ POSTGRES_URL = os.environ.get(
 _postgres_skip_reason: str | None = None
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port for a server that will bind it later.
+
+    Chosen below the kernel's ephemeral range: a port from bind(0) lies inside it, and an outgoing
+    connection of any test may take it as its local port before our server binds it ("address
+    already in use"). Never the same port twice in one run; the pytest-xdist worker id spreads runs.
+    """
+    low, _ = _ephemeral_range()
+    top = min(low - 1, 32767)
+    bottom = max(1024, top - 12000)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    rng = random.Random(os.getpid() * 7919 + (int(worker) if worker.isdigit() else 0) + len(_HANDED_OUT))
+    for _ in range(200):
+        port = rng.randint(bottom, top)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free port found between {bottom} and {top}")
 
 
 @contextlib.contextmanager
