@@ -21,7 +21,7 @@ from registry.did import did_router
 from registry.errors import install_handlers
 from registry.lookup_routes import lookup_router
 from registry.ratelimit import install_rate_limits
-from registry.schemas import Health
+from registry.schemas import ErrorOut, Health
 from registry.signed_response import load_registry_identity
 from registry.subscribe import subscribe_router
 from registry.tables import RegistryParticipant
@@ -60,6 +60,9 @@ def create_app(settings: Settings, *, host: str = "127.0.0.1", port: int = DEFAU
         "domain and region, and with which keys (Beckn core 1.1 registry.yaml `/lookup`), plus the "
         "operator's admin API.",
         lifespan=lifespan,
+        # Declared on every route (registry/ratelimit.py limits all but /health).
+        responses={429: {"model": ErrorOut, "description": "Rate limit of this caller reached; retry after "
+                                                            "the `Retry-After` seconds."}},
     )
     install_handlers(app)
     install_rate_limits(app, settings)  # per caller, per route class (registry/ratelimit.py)
