@@ -33,6 +33,12 @@ for the operator) or stays UNDER_SUBSCRIPTION for the operator. A failed challen
 where it was (INITIATED if new). The key and any new URL or region are stored only once the
 challenge has passed, so a failed attempt never publishes anything. An entry already SUBSCRIBED
 stays in the network while its update is checked, and stays SUBSCRIBED after it.
+
+The ONDC body (`context.operation.ops_no`, `message.entity`, `message.network_participant`) is
+accepted on the same route and translated by registry/ondc_subscribe.py into one subscription per
+network_participant entry, all under one subscriber and key: same checks, same signature rules,
+one challenge (`{subscriber_id, challenge}` to `<callback_url>/on_subscribe`) for all its entries,
+ONDC's ACK/NACK around the same error object. Personal data in `entity` is never read.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from ipaddress import ip_address
@@ -75,12 +81,13 @@ from registry.caller_auth import unauthorized
 from registry.challenge import make_challenge
 from registry.errors import ApiError, bad_request
 from registry.lookup_routes import read_body_and_json
+from registry.ondc_subscribe import ONDC_ACK, is_ondc_body, nack, translate_ondc
 from registry.participants import Registration, RegistrationConflict, parse_registration, register
 from registry.schemas import ErrorOut, inline_schema
 from registry.settings import RegistrySettings, registry_settings
 from registry.signed_response import RegistryIdentity
 from registry.tables import ParticipantStatus, ParticipantType, RegistryKey, RegistryParticipant
-from registry.vocabulary import wire_time
+from registry.vocabulary import check_url, wire_time
 
 log = structlog.get_logger(__name__)
 
@@ -117,8 +124,8 @@ class SubscribeOut(BaseModel):
 class ChallengeFailed(ApiError):
     """The on_subscribe check failed (HTTP 422): the request was fine, the subscriber's side was not."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(422, message, path="url")
+    def __init__(self, message: str, path: str = "url") -> None:
+        super().__init__(422, message, path=path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +319,23 @@ async def begin(sessions: async_sessionmaker[AsyncSession], reg: Registration) -
     return previous
 
 
+async def begin_all(sessions: async_sessionmaker[AsyncSession],
+                    regs: list[Registration]) -> list[ParticipantStatus | None]:
+    """`begin` for each entry of one subscribe; if one is refused (403, 409), those already begun
+    are put back as they were, so a refused subscribe changes nothing."""
+    previous: list[ParticipantStatus | None] = []
+    for reg in regs:
+        try:
+            previous.append(await begin(sessions, reg))
+        except ApiError:
+            for done, before in zip(regs, previous, strict=False):
+                if before is not ParticipantStatus.SUBSCRIBED:
+                    await _set_status(sessions, done, before or ParticipantStatus.INITIATED,
+                                      only_if=ParticipantStatus.UNDER_SUBSCRIPTION)
+            raise
+    return previous
+
+
 async def _set_status(sessions: async_sessionmaker[AsyncSession], reg: Registration, status: ParticipantStatus,
                       *, only_if: ParticipantStatus | None = None) -> None:
     async with sessions() as session, session.begin():
@@ -457,46 +481,29 @@ def subscribe_router(sessions: async_sessionmaker[AsyncSession], settings: Setti
         registry then POSTs `{subscriber_id, unique_key_id, status, challenge}` to
         `{url}/on_subscribe`, signed with its key (`GET /registry-key`), and expects
         `{"answer": "<decrypted challenge>"}`: AES-256-ECB, PKCS#7, keyed with the raw X25519 shared
-        secret of your encryption key and the registry's. Every failure names what to fix."""
+        secret of your encryption key and the registry's. Every failure names what to fix.
+
+        The ONDC body (`{"context": {"operation": {"ops_no"}}, "message": {"entity",
+        "network_participant"}}`) is accepted too: one entry per network_participant, the
+        challenge `{subscriber_id, challenge}` to `<callback_url>/on_subscribe`, answered with
+        ONDC's ACK; `entity`'s personal data is never stored (registry/ondc_subscribe.py)."""
         raw, payload = await read_body_and_json(request, settings.max_body_bytes)
         now = datetime.now(UTC)
+        if is_ondc_body(payload):
+            try:
+                await _subscribe_ondc(request, raw, payload, now)
+            except ApiError as exc:
+                return nack(exc)
+            return JSONResponse(ONDC_ACK)
+
         sub = parse_subscribe(payload, check_url_host=policy.registry_check_url_host, now=now)
         reg = sub.registration
-        async with sessions() as session:
-            await authenticate(session, request.headers.get(AUTHORIZATION), raw, reg, realm=realm,
-                               skew_seconds=settings.signature_skew_seconds,
-                               digest_header=request.headers.get("digest"))
 
-        previous = await begin(sessions, reg)
-        plaintext, challenge = make_challenge(identity.keys["encryption_private_key"], reg.encr_public_key)
-        status_now = previous if previous is ParticipantStatus.SUBSCRIBED else ParticipantStatus.UNDER_SUBSCRIPTION
-        body = json.dumps({"subscriber_id": reg.subscriber_id, "unique_key_id": reg.unique_key_id,
-                           "status": status_now.value, "challenge": challenge},
-                          separators=(",", ":")).encode("utf-8")
-        target = f"{reg.url}/on_subscribe"
-        try:
-            async with httpx.AsyncClient(follow_redirects=False) as client:
-                answer = await call_on_subscribe(client, reg.url, body, signer.sign(body),
-                                                 timeout=policy.registry_on_subscribe_timeout_seconds)
-            check_answer(answer, plaintext, challenge, target=target, reg=reg,
-                         registry_encr_public=registry_encr_public)
-        except ChallengeFailed as exc:
-            if previous is not ParticipantStatus.SUBSCRIBED:
-                back = (ParticipantStatus.INVALID_SSL if isinstance(exc, _InvalidSSL)
-                        else previous or ParticipantStatus.INITIATED)
-                await _set_status(sessions, reg, back, only_if=ParticipantStatus.UNDER_SUBSCRIPTION)
-                outcome = f"the entry is {back.value}"
-            else:
-                outcome = "the entry stays SUBSCRIBED as it was"
-            log.info("registry.subscribe_failed", subscriber_id=reg.subscriber_id, type=reg.type.value,
-                     domain=reg.domain, reason=type(exc).__name__)
-            raise ChallengeFailed(f"{exc.error.message}. Nothing was changed or published ({outcome}); fix this "
-                                  "and subscribe again") from None
+        def core_challenge(status_now: ParticipantStatus, challenge: str) -> dict[str, Any]:
+            return {"subscriber_id": reg.subscriber_id, "unique_key_id": reg.unique_key_id,
+                    "status": status_now.value, "challenge": challenge}
 
-        status = _final_status(previous, reg, policy)
-        result = await register(sessions, reg, now=now, status=status)
-        log.info("registry.subscribed", subscriber_id=reg.subscriber_id, type=reg.type.value, domain=reg.domain,
-                 unique_key_id=reg.unique_key_id, status=status.value, changed=result.changed)
+        [status] = await onboard(request, raw, [reg], reg.url, core_challenge, now)
         if status is ParticipantStatus.SUBSCRIBED:
             message = "challenge answered; the entry is SUBSCRIBED and appears in /lookup"
         else:
@@ -504,6 +511,95 @@ def subscribe_router(sessions: async_sessionmaker[AsyncSession], settings: Setti
                        "approval (gateways and registries always do; other roles when auto-approval is off)")
         return JSONResponse({"status": status.value, "subscriber_id": reg.subscriber_id, "type": reg.type.value,
                              "domain": reg.domain, "unique_key_id": reg.unique_key_id, "message": message})
+
+    async def _subscribe_ondc(request: Request, raw: bytes, payload: Any, now: datetime) -> None:
+        ondc = translate_ondc(payload)
+        subscriber_id = ondc.subscriptions[0]["subscriber_id"]
+        try:
+            check_subscriber_id(subscriber_id)
+        except ApiError as exc:
+            raise ondc.relabel(exc, 0) from None
+        if policy.registry_check_url_host:
+            try:
+                check_url_in_domain(subscriber_id, ondc.callback_url)
+            except ApiError as exc:
+                raise ApiError(400, f"message.entity.callback_url: {exc.error.message}",
+                               path="message.entity.callback_url") from None
+        try:
+            check_url(ondc.callback_url)
+        except ValueError as exc:
+            raise bad_request(f"message.entity.callback_url: {exc}", "message.entity.callback_url") from None
+
+        regs: list[Registration] = []
+        for index, core in enumerate(ondc.subscriptions):
+            try:
+                regs.append(parse_subscribe(core, check_url_host=policy.registry_check_url_host, now=now).registration)
+            except ApiError as exc:
+                raise ondc.relabel(exc, index) from None
+
+        def ondc_challenge(status_now: ParticipantStatus, challenge: str) -> dict[str, Any]:  # noqa: ARG001
+            return {"subscriber_id": regs[0].subscriber_id, "challenge": challenge}  # ONDC's on_subscribe body
+
+        try:
+            await onboard(request, raw, regs, ondc.callback_url, ondc_challenge, now)
+        except ChallengeFailed as exc:  # the URL at fault is the callback_url the client sent
+            raise ChallengeFailed(exc.error.message, path="message.entity.callback_url") from None
+        except ApiError as exc:  # 403 / 409 name entity fields, the same in every entry: say them ONDC's way
+            raise ondc.relabel(exc, 0) from None
+
+    async def onboard(
+        request: Request,
+        raw: bytes,
+        regs: list[Registration],
+        callback_url: str,
+        challenge_body: Callable[[ParticipantStatus, str], dict[str, Any]],
+        now: datetime,
+    ) -> list[ParticipantStatus]:
+        """Signature, store checks, one challenge to `{callback_url}/on_subscribe`, then each
+        entry's registration. `regs` share one subscriber and one key. Returns their new statuses."""
+        first = regs[0]
+        async with sessions() as session:
+            await authenticate(session, request.headers.get(AUTHORIZATION), raw, first, realm=realm,
+                               skew_seconds=settings.signature_skew_seconds,
+                               digest_header=request.headers.get("digest"))
+
+        previous = await begin_all(sessions, regs)
+        plaintext, challenge = make_challenge(identity.keys["encryption_private_key"], first.encr_public_key)
+        status_now = (ParticipantStatus.SUBSCRIBED if previous[0] is ParticipantStatus.SUBSCRIBED
+                      else ParticipantStatus.UNDER_SUBSCRIPTION)
+        body = json.dumps(challenge_body(status_now, challenge), separators=(",", ":")).encode("utf-8")
+        target = f"{callback_url}/on_subscribe"
+        try:
+            async with httpx.AsyncClient(follow_redirects=False) as client:
+                answer = await call_on_subscribe(client, callback_url, body, signer.sign(body),
+                                                 timeout=policy.registry_on_subscribe_timeout_seconds)
+            check_answer(answer, plaintext, challenge, target=target, reg=first,
+                         registry_encr_public=registry_encr_public)
+        except ChallengeFailed as exc:
+            outcomes = []
+            for reg, before in zip(regs, previous, strict=True):
+                if before is not ParticipantStatus.SUBSCRIBED:
+                    back = (ParticipantStatus.INVALID_SSL if isinstance(exc, _InvalidSSL)
+                            else before or ParticipantStatus.INITIATED)
+                    await _set_status(sessions, reg, back, only_if=ParticipantStatus.UNDER_SUBSCRIPTION)
+                    outcome = f"is {back.value}"
+                else:
+                    outcome = "stays SUBSCRIBED as it was"
+                outcomes.append(outcome if len(regs) == 1 else f"{reg.type.value} {reg.domain or '(any)'} {outcome}")
+                log.info("registry.subscribe_failed", subscriber_id=reg.subscriber_id, type=reg.type.value,
+                         domain=reg.domain, reason=type(exc).__name__)
+            what = "the entry " + outcomes[0] if len(regs) == 1 else "entries: " + "; ".join(outcomes)
+            raise ChallengeFailed(f"{exc.error.message}. Nothing was changed or published ({what}); fix this "
+                                  "and subscribe again") from None
+
+        statuses = []
+        for reg, before in zip(regs, previous, strict=True):
+            status = _final_status(before, reg, policy)
+            result = await register(sessions, reg, now=now, status=status)
+            log.info("registry.subscribed", subscriber_id=reg.subscriber_id, type=reg.type.value, domain=reg.domain,
+                     unique_key_id=reg.unique_key_id, status=status.value, changed=result.changed)
+            statuses.append(status)
+        return statuses
 
     return router
 
