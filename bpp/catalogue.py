@@ -25,6 +25,11 @@ from bpp.tables import BppItem, BppProvider
 from bpp.text import DEFAULT_LANGUAGE, LANGUAGES, descriptor_texts, indexed_text, localised
 
 DEMO_CATALOGUE = Path(__file__).resolve().parent / "demo_catalogue.json"
+# Named seeds shipped with Lakou: the Martinique demo, and a partner territory's for federation demos.
+DEMO_CATALOGUES = {
+    "demo": DEMO_CATALOGUE,
+    "demo-guadeloupe": Path(__file__).resolve().parent / "demo_catalogue_guadeloupe.json",
+}
 COUNTRY = {"code": "MTQ", "name": "Martinique"}
 STATE = {"code": "972", "name": "Martinique"}
 # A shop's state and country follow its commune's INSEE department (a BPP of a partner territory).
@@ -110,10 +115,10 @@ class CatalogueFile(_Strict):
 
 
 def load_catalogue(source: str) -> CatalogueFile | None:
-    """The catalogue named by LAKOU_BPP_CATALOGUE: "demo", a file path, or "" (none)."""
+    """The catalogue named by LAKOU_BPP_CATALOGUE: "demo", "demo-guadeloupe", a file path, or "" (none)."""
     if not source:
         return None
-    path = DEMO_CATALOGUE if source == "demo" else Path(source)
+    path = DEMO_CATALOGUES.get(source) or Path(source)
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:

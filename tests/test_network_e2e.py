@@ -156,9 +156,10 @@ def _lakou(*args: str, **kwargs: Any) -> subprocess.Popen[str]:
 
 
 def test_lakou_up_runs_the_network_and_lakou_demo_completes_then_ctrl_c_stops_it(tmp_path: Path) -> None:
-    ports = {name: free_port() for name in ("registry", "gateway", "bpp", "bap")}
-    up = _lakou("up", "--data-dir", str(tmp_path / "data"), *(a for n, p in ports.items() for a in (f"--{n}-port", str(p))),
-                start_new_session=True)
+    ports = {name: free_port() for name in ("registry", "gateway", "bpp", "bap",
+                                           "guadeloupe-registry", "guadeloupe-bpp")}
+    up = _lakou("up", "--data-dir", str(tmp_path / "data"), "--with-guadeloupe",
+                *(a for n, p in ports.items() for a in (f"--{n}-port", str(p))), start_new_session=True)
     try:
         deadline = time.monotonic() + 90
         output = ""
@@ -172,7 +173,7 @@ def test_lakou_up_runs_the_network_and_lakou_demo_completes_then_ctrl_c_stops_it
         for name, port in ports.items():
             assert f"http://127.0.0.1:{port}" in output, f"{name} URL not printed:\n{output}"
         # Keys were generated and registered, SQLite files created under the data dir.
-        for name in ports:
+        for name in ("registry", "gateway", "bpp", "bap", "registry-glp", "bpp-glp"):
             assert (tmp_path / "data" / name / "lakou.db").exists()
         assert (tmp_path / "data" / "bpp" / "node-keys.json").stat().st_mode & 0o077 == 0
 
@@ -182,6 +183,14 @@ def test_lakou_up_runs_the_network_and_lakou_demo_completes_then_ctrl_c_stops_it
         assert demo.returncode == 0, demo.stdout + demo.stderr
         for step in ("1. search", "2. select", "3. init", "4. confirm", "5. status", "journey complete"):
             assert step in demo.stdout, demo.stdout
+
+        # The partner territory: a Martinique citizen orders from a shop registered in Guadeloupe only.
+        federated = subprocess.run([sys.executable, "-m", "beckn.cli", "demo", "--bap-url",
+                                    f"http://127.0.0.1:{ports['bap']}", "--query", "confiture goyave",
+                                    "--city", "insee:97120", "--country", "GLP", "--timeout", "20"],
+                                   capture_output=True, text=True, timeout=120)
+        assert federated.returncode == 0, federated.stdout + federated.stderr
+        assert "Lolo de la Darse" in federated.stdout and "journey complete" in federated.stdout
 
         nothing = subprocess.run([sys.executable, "-m", "beckn.cli", "demo", "--bap-url", f"http://127.0.0.1:{ports['bap']}",
                                   "--query", "tondeuse à gazon nucléaire", "--timeout", "4"],
