@@ -18,12 +18,13 @@ from beckn.node import BecknNode
 from beckn.settings import Settings
 from bpp.api import api_routes
 from bpp.catalogue import counts, load_catalogue, seed_if_empty
+from bpp.merchant_api import merchant_routes
 from bpp.service import BppService
 from bpp.settings import bpp_settings
 
 log = structlog.get_logger(__name__)
 
-ACTIONS = ("search", "select", "init", "confirm", "status")
+ACTIONS = ("search", "select", "init", "confirm", "status", "cancel", "track", "support", "rating")
 VERSION = "0.3.0"
 
 
@@ -54,4 +55,5 @@ def create_app(settings: Settings, *, host: str = "127.0.0.1", port: int = 8300)
     app.include_router(node.health_routes(extra=lambda: {"catalogue": dict(stats)}))
     app.include_router(node.beckn_routes())
     app.include_router(api_routes(node.sessions, config))
+    app.include_router(merchant_routes(node.sessions, config))
     return app

@@ -1,4 +1,4 @@
-"""select, init, confirm and status: quotes, payment terms and orders.
+"""select, init, confirm and status: quotes, payment terms and orders (the rest: bpp.lifecycle).
 
 Every step re-prices the order from the catalogue (a BAP's prices and totals are never trusted)
 with exact decimal arithmetic. `confirm` is the only step that changes anything: it decrements
@@ -37,6 +37,12 @@ log = structlog.get_logger(__name__)
 QUOTE_TTL = "PT15M"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ORDER_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U to misread
+
+# The order's fulfillment JSON keeps, under this key, what Beckn's fulfillment has no place for and
+# the order table has no column for yet: the cancellation record and the ratings (bpp.lifecycle).
+PRIVATE_KEY = "lakou"
+# Cancelling is free until the merchant moves the fulfillment past this state (bpp.lifecycle.cancel).
+FREE_CANCEL_STATE = "RECEIVED"
 
 STATE_RECEIVED = {
     "fr": "Commande reçue", "en": "Order received", "es": "Pedido recibido", "de": "Bestellung eingegangen",
@@ -342,11 +348,26 @@ async def order_lines(session: AsyncSession, order_id: str) -> list[BppOrderLine
     )).scalars().all())
 
 
+def private(row: BppOrder) -> dict[str, Any]:
+    """What `bpp.lifecycle` keeps on the order (its cancellation, its ratings)."""
+    return dict(row.fulfillment.get(PRIVATE_KEY) or {})
+
+
+def cancellation_terms() -> list[dict[str, Any]]:
+    """Every Lakou order's terms: cancelled free while its fulfillment is RECEIVED, with a reason."""
+    return [{
+        "fulfillment_state": {"descriptor": {"code": FREE_CANCEL_STATE}},
+        "reason_required": True,
+        "cancellation_fee": {"percentage": "0"},
+    }]
+
+
 async def order_json(session: AsyncSession, row: BppOrder) -> dict[str, Any]:
-    """The order as Beckn shows it in on_confirm and on_status."""
+    """The order as Beckn shows it in on_confirm, on_status and on_cancel."""
     provider = await session.get(BppProvider, row.provider_id)
     assert provider is not None  # noqa: S101 - foreign key
     lines = await order_lines(session, row.id)
+    cancellation = private(row).get("cancellation")
     return {
         "id": row.id,
         "status": row.status,
@@ -358,9 +379,11 @@ async def order_json(session: AsyncSession, row: BppOrder) -> dict[str, Any]:
             "quantity": {"selected": {"count": line.quantity}},
         } for line in lines],
         "billing": row.billing,
-        "fulfillments": [row.fulfillment],
+        "fulfillments": [{key: value for key, value in row.fulfillment.items() if key != PRIVATE_KEY}],
         "quote": row.quote,
         "payments": [row.payment],
+        **({"cancellation": cancellation} if cancellation else {}),
+        "cancellation_terms": cancellation_terms(),
         "created_at": wire_timestamp(row.created_at),
         "updated_at": wire_timestamp(row.updated_at),
     }
@@ -375,6 +398,6 @@ async def find_order(session: AsyncSession, order_id: str, bap_id: str) -> BppOr
 
 
 __all__ = [
-    "OrderProblem", "Priced", "confirm", "existing_order", "find_order", "new_order_id",
-    "on_init", "on_select", "order_json", "order_lines", "price", "quote_json",
+    "FREE_CANCEL_STATE", "PRIVATE_KEY", "OrderProblem", "Priced", "cancellation_terms", "confirm", "existing_order",
+    "find_order", "new_order_id", "on_init", "on_select", "order_json", "order_lines", "price", "private", "quote_json",
 ]

@@ -21,8 +21,8 @@ from beckn.inbound import AcceptedMessage
 from beckn.node import BecknNode, reply_context
 from beckn.registry_client import RegistryUnavailable
 from beckn.store.tables import OutboxMessage
-from bpp import orders
-from bpp.search import on_search_message
+from bpp import lifecycle, orders
+from bpp.search import search_answer, split_answer
 from bpp.settings import BppSettings
 
 log = structlog.get_logger(__name__)
@@ -58,12 +58,15 @@ class BppService:
             else:
                 answer = await self._answer(session, accepted.action, envelope)
             destination = await self._destination(accepted)
-            body = {
-                "context": reply_context(context.to_wire(), callback, bpp_id=self.node.subscriber_id,
-                                         bpp_uri=self.node.subscriber_url),
-                **answer,
-            }
-            await self.node.send(session, destination, body)
+            # A large on_search goes as several callbacks of one search (bpp.search.split_answer).
+            pages = split_answer(answer, self.settings.bpp_search_page_items) if callback == "on_search" else [answer]
+            for page in pages:
+                body = {
+                    "context": reply_context(context.to_wire(), callback, bpp_id=self.node.subscriber_id,
+                                             bpp_uri=self.node.subscriber_url),
+                    **page,
+                }
+                await self.node.send(session, destination, body)
             await session.commit()
         self.node.wake()
         log.info("bpp.answered", action=accepted.action, transaction_id=context.transaction_id,
@@ -82,7 +85,7 @@ class BppService:
         try:
             match action:
                 case "search":
-                    return {"message": await on_search_message(session, envelope.context, message.intent)}
+                    return await search_answer(session, envelope.context, message.intent)
                 case "select":
                     return {"message": await orders.on_select(session, message.order)}
                 case "init":
@@ -90,8 +93,23 @@ class BppService:
                 case "status":
                     row = await orders.find_order(session, message.order_id, envelope.context.bap_id)
                     return {"message": {"order": await orders.order_json(session, row)}}
+                case "cancel":
+                    row = await lifecycle.cancel(session, message, bap_id=envelope.context.bap_id)
+                    return {"message": {"order": await orders.order_json(session, row)}}
+                case "track":
+                    return {"message": {"tracking": await lifecycle.tracking(
+                        session, message.order_id, bap_id=envelope.context.bap_id)}}
+                case "support":
+                    return {"message": {"support": await lifecycle.support(
+                        session, message, bap_id=envelope.context.bap_id)}}
+                case "rating":
+                    await lifecycle.rate(session, message.ratings, bap_id=envelope.context.bap_id,
+                                         transaction_id=envelope.context.transaction_id)
+                    return {"message": {}}  # no feedback form: the stars are all Lakou asks for
         except orders.OrderProblem as problem:
-            return {"error": error_callback_payload(problem.error)}
+            await session.rollback()  # a refused cancel or rating changes nothing
+            refusal: dict[str, Any] = {"error": error_callback_payload(problem.error)}
+            return {"message": {}, **refusal} if action == "rating" else refusal  # on_rating needs a message
         raise ValueError(f"no handler for {action!r}")
 
     async def _confirm(self, session: AsyncSession, envelope: Any) -> dict[str, Any]:

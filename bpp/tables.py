@@ -130,4 +130,49 @@ class BppOrderLine(StoreModel, table=True):
     line_total: Decimal = Field(sa_column=Column(Money, nullable=False))
 
 
-__all__ = ["BppItem", "BppOrder", "BppOrderLine", "BppProvider"]
+class BppMerchant(StoreModel, table=True):
+    """A merchant account: who may manage some providers through the merchant API.
+
+    Created by the BPP operator. Providers seeded from a catalogue file have no owner and stay
+    the operator's (no merchant can reach them through the API).
+    """
+
+    __tablename__ = "bpp_merchant"
+
+    id: str = Field(sa_column=Column(String(32), primary_key=True))  # "mch_" + random
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    created_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+class BppMerchantKey(StoreModel, table=True):
+    """One API key of a merchant. Only the SHA-256 of its secret is kept; `revoked_at` ends it."""
+
+    __tablename__ = "bpp_merchant_key"
+
+    id: str = Field(sa_column=Column(String(32), primary_key=True))  # the public part of the key
+    merchant_id: str = Field(sa_column=Column(
+        String(32), ForeignKey("bpp_merchant.id", ondelete="CASCADE"), nullable=False, index=True))
+    secret_sha256: str = Field(sa_column=Column(String(64), nullable=False))
+    created_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+
+
+class BppProviderProfile(StoreModel, table=True):
+    """Who owns a provider, and the profile data that Beckn search does not show (SIRET, hours,
+    contact). A provider without a profile row is operator-owned (seeded from a catalogue file)."""
+
+    __tablename__ = "bpp_provider_profile"
+
+    provider_id: str = Field(sa_column=Column(
+        String(64), ForeignKey("bpp_provider.id", ondelete="CASCADE"), primary_key=True))
+    merchant_id: str = Field(sa_column=Column(
+        String(32), ForeignKey("bpp_merchant.id", ondelete="CASCADE"), nullable=False, index=True))
+    siret: str = Field(sa_column=Column(String(14), nullable=False))
+    opening_hours: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    contact: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))  # business phone / e-mail
+    created_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    updated_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+__all__ = ["BppItem", "BppMerchant", "BppMerchantKey", "BppOrder", "BppOrderLine", "BppProvider",
+           "BppProviderProfile"]

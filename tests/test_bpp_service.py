@@ -663,7 +663,8 @@ def test_bad_requests_are_nacked_with_code_and_path(shared: Network) -> None:
     assert response.status_code == 400 and response.json()["error"]["paths"] == "message.order_id"
 
     # Actions this BPP does not serve yet are not routes at all.
-    assert shared.post("cancel", {"context": shared.context("cancel"), "message": {"order_id": "x"}}).status_code == 404
+    assert shared.post("update", {"context": shared.context("update"),
+                                  "message": {"update_target": "billing", "order": {}}}).status_code == 404
 
 
 # ------------------------------------------------------------------------------ JSON API, health
