@@ -41,6 +41,11 @@ from beckn.signing import (
 )
 from beckn.store.tables import InboundMessage
 
+# Callbacks that may come in several parts under one message_id, each its own message: a BPP may
+# page a large catalogue over several on_search. For these a different body is a new part, not a
+# replay; a byte-identical one is still a retransmission.
+MULTI_PART_ACTIONS = frozenset({"on_search"})
+
 # Headers worth keeping with the raw message: an auditor needs the signatures to re-verify it.
 _KEPT_HEADERS = ("authorization", "x-gateway-authorization", "proxy-authorization", "content-type")
 
@@ -243,6 +248,7 @@ class InboundPipeline:
             transaction_id=context.transaction_id,
             body=body,
             body_digest=digest,
+            dedupe_key=_dedupe_key(action, digest),
             headers={k: headers[k] for k in _KEPT_HEADERS if k in headers},
             received_at=datetime.fromtimestamp(now, UTC),
             expires_at=message_expires_at(context),
@@ -286,7 +292,8 @@ class InboundPipeline:
                 stored = (await session.execute(
                     select(InboundMessage.body_digest, InboundMessage.response_status, InboundMessage.response_body)
                     .where(InboundMessage.sender_id == sender_id, InboundMessage.message_id == message_id,
-                           InboundMessage.action == action)
+                           InboundMessage.action == action,
+                           InboundMessage.dedupe_key == _dedupe_key(action, digest))
                 )).first()
         except (SQLAlchemyError, OSError):
             return None
@@ -301,6 +308,10 @@ class InboundPipeline:
     def _unauthorized(self, reason: str, *, gateway: bool) -> _Refusal:
         name, value = authenticate_challenge(self._receiver_id, gateway=gateway)
         return _Refusal(_nack(401, self._signature_code, reason, headers={name: value}))
+
+
+def _dedupe_key(action: str, digest: str) -> str:
+    return digest if action in MULTI_PART_ACTIONS else ""
 
 
 def _reject_constant(name: str) -> None:

@@ -21,14 +21,11 @@ class BppSettings(Settings):
         "to the gateway that forwarded the search (beckn core diagrams); a search that came straight from a "
         "BAP is always answered directly.",
     )
-    # Off by default: Lakou's own inbound pipeline (BAP, gateway) still refuses a second on_search
-    # with the same message_id and a different body (409), so pages after the first would be lost.
     bpp_search_page_items: int = Field(
-        0,
+        100,
         ge=0,
         description="At most this many items in one on_search callback (0: no limit); a larger search result is "
-        "sent as several on_search callbacks for the same search (same message_id), each a complete catalog. "
-        "Only for receivers that accept several on_search per message_id.",
+        "sent as several on_search callbacks for the same search (same message_id), each a complete catalog.",
     )
     bpp_admin_token: str | None = Field(
         None,

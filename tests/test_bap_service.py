@@ -351,6 +351,23 @@ def test_results_poll_and_wait_for_callbacks(net_both: Network) -> None:
     assert {o["provider"]["name"] for o in second["offers"]} == {"Ferme Bellevue", "Épicerie du Robert"}
 
 
+def test_a_catalogue_paged_over_several_on_search_shows_whole(net: Network) -> None:
+    auth = net.session()
+    txn = net.search(auth)["transaction_id"]
+    context = net.search_context(txn)
+    full = example_callback("on_search")["message"]
+    provider = full["catalog"]["providers"][0]
+    pages = [{"message": {"catalog": {**full["catalog"], "providers": [{**provider, "items": [item]}]}}}
+             for item in provider["items"]]
+    assert len(pages) >= 2, "the example catalogue needs several items for this test"
+    for payload in pages:  # same transaction_id and message_id, one item per callback
+        url, body, headers = callback_request(net.peer.bpp_a, net.peer.url, context, "on_search", payload)
+        assert httpx.post(url, content=body, headers=headers, timeout=10).status_code == 200
+    results = net.api("GET", f"/searches/{txn}/results", auth, params={"wait_ms": 3000}).json()
+    assert results["responses"] == len(pages)
+    assert sorted(o["item"]["id"] for o in results["offers"]) == sorted(i["id"] for i in provider["items"])
+
+
 def test_results_complete_when_the_ttl_passes(net: Network) -> None:
     auth = net.session()
     txn = net.search(auth, ttl_seconds=1)["transaction_id"]

@@ -227,6 +227,24 @@ async def test_same_message_id_with_other_body_is_refused_and_original_kept(node
     assert row.body == body
 
 
+async def test_on_search_may_come_in_several_parts_under_one_message_id(node: Node) -> None:
+    # A BPP pages a large catalogue over several on_search sharing the search's message_id.
+    shared = context("on_search")
+
+    def page(item: str) -> bytes:
+        return json.dumps({"context": shared, "message": {"catalog": {"providers": [
+            {"id": "maraicher-lamentin", "items": [{"id": item}]}]}}}).encode()
+
+    first, second = page("ananas"), page("christophine")
+    assert (await node.post("on_search", first, BPP.signer)).status_code == 200
+    assert (await node.post("on_search", second, BPP.signer)).status_code == 200
+    again = await node.post("on_search", first, BPP.signer)  # a retransmission is still recognised
+    assert again.status_code == 200
+    await asyncio.sleep(0.1)
+    assert sorted(row.body for row in await node.stored()) == sorted([first, second])
+    assert len(node.accepted) == 2
+
+
 async def test_stale_retransmission_of_accepted_message_still_gets_its_ack(node: Node) -> None:
     past = (datetime.now(UTC) - timedelta(seconds=20)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     body = search_body(timestamp=past, ttl="PT21S")

@@ -36,7 +36,9 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         registry = net.start("registry")
         net.wait_ready(registry)
         gateway = net.start("gateway")
-        bpp = net.start("bpp", extra_env={"LAKOU_BPP_CATALOGUE": "demo", "LAKOU_BPP_ON_SEARCH_VIA": "gateway"})
+        # Small pages: a search answer of several items comes as several on_search, through the gateway.
+        bpp = net.start("bpp", extra_env={"LAKOU_BPP_CATALOGUE": "demo", "LAKOU_BPP_ON_SEARCH_VIA": "gateway",
+                                          "LAKOU_BPP_SEARCH_PAGE_ITEMS": "2"})
         bpp2 = net.start("bpp", name="bpp2", extra_env={"LAKOU_BPP_CATALOGUE": "demo",
                                                           "LAKOU_BPP_ON_SEARCH_VIA": "direct"})
         bap = net.start("bap")
@@ -91,6 +93,23 @@ def test_citizen_journey_creates_the_order_at_the_bpp(network: dict[str, Any]) -
     # The order is not readable without the operator's token.
     anonymous = httpx.get(f"{bpp.url}/api/v1/orders/{result['order_id']}", timeout=5)
     assert anonymous.status_code in (401, 403)
+
+
+def test_a_catalogue_paged_over_several_on_search_reaches_the_citizen_whole(network: dict[str, Any]) -> None:
+    with httpx.Client(base_url=network["bap"].url, timeout=30) as client:
+        client.headers["Authorization"] = f"Bearer {client.post('/api/v1/sessions').json()['token']}"
+        transaction_id = client.post("/api/v1/searches", json={"query": "rhum", "lang": "fr",
+                                                               "ttl_seconds": 4}).json()["transaction_id"]
+        page: dict[str, Any] = {"complete": False}
+        while not page["complete"]:
+            page = client.get(f"/api/v1/searches/{transaction_id}/results", params={"wait_ms": 5000}).json()
+    shown = sorted(o["item"]["id"] for o in page["offers"] if o["bpp_id"] == "bpp.lakou.localhost")
+    sent = network["bpp"].rows(
+        f"SELECT body FROM outbox_message WHERE action = 'on_search' AND transaction_id = '{transaction_id}'")
+    assert len(sent) >= 2, f"the answer should have been paged: {len(sent)} on_search"
+    items = [item["id"] for (body,) in sent for provider in json.loads(body)["message"]["catalog"]["providers"]
+             for item in provider["items"]]
+    assert len(items) == len(set(items)) and shown == sorted(items)
 
 
 def test_a_bpp_killed_mid_search_does_not_break_the_search(network: dict[str, Any]) -> None:

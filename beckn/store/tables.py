@@ -107,7 +107,9 @@ class InboundMessage(StoreModel, table=True):
 
     __tablename__ = "inbound_message"
     __table_args__ = (
-        UniqueConstraint("sender_id", "message_id", "action"),
+        # One row per (sender, message_id, action), except where a callback may legitimately come in
+        # several parts under one message_id (on_search pages): there `dedupe_key` is the body digest.
+        UniqueConstraint("sender_id", "message_id", "action", "dedupe_key"),
         # The inbox replays unprocessed rows oldest first; processed rows are the vast majority,
         # so the index holds only the ones still to do.
         Index(
@@ -125,6 +127,7 @@ class InboundMessage(StoreModel, table=True):
     transaction_id: str = Field(sa_column=Column(String, nullable=False, index=True))
     body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     body_digest: str = Field(sa_column=Column(String, nullable=False))
+    dedupe_key: str = Field(default="", sa_column=Column(String, nullable=False, server_default=text("''")))
     headers: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     received_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
     expires_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
