@@ -17,8 +17,10 @@ from beckn.inbound import Role
 from beckn.node import BecknNode
 from beckn.settings import Settings
 from bpp.api import api_routes
+from bpp.bulk_api import bulk_routes
 from bpp.catalogue import counts, load_catalogue, seed_if_empty
 from bpp.merchant_api import merchant_routes
+from bpp.merchant_orders import merchant_order_routes
 from bpp.service import BppService
 from bpp.settings import bpp_settings
 
@@ -56,4 +58,6 @@ def create_app(settings: Settings, *, host: str = "127.0.0.1", port: int = 8300)
     app.include_router(node.beckn_routes())
     app.include_router(api_routes(node.sessions, config))
     app.include_router(merchant_routes(node.sessions, config))
+    app.include_router(bulk_routes(node.sessions, config))
+    app.include_router(merchant_order_routes(node))
     return app

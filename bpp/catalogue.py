@@ -2,8 +2,10 @@
 
 A catalogue file (`demo_catalogue.json`, or any file named by LAKOU_BPP_CATALOGUE) is
 `{"providers": [...]}`; each provider has a multilingual `descriptor` (`{"fr": {"name",
-"short_desc"}, "en": ...}`), one shop `location`, `categories`, the `fulfillment_types` it offers
-and its `items` (price as a decimal string in EUR, `stock`, `unit` and `unit_value`).
+"short_desc"}, "en": ...}`), one shop `location`, `categories`, the `fulfillment_types` it offers,
+optional `delivery` terms (`{"radius_km": "8", "fee": "5.00", "free_above": "60.00"}`, see
+bpp.fulfilment) and its `items` (price as a decimal string in EUR, `stock`, `unit`, `unit_value`
+and optional `tags`: "local" for produit péi, "organic" for bio).
 The same shape will be what the merchant onboarding API accepts.
 """
 
@@ -13,14 +15,15 @@ import json
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from beckn.models.base import Gps
+from bpp.fulfilment import DELIVERY_KEY, DeliveryTerms, delivery_terms
 from bpp.tables import BppItem, BppProvider
 from bpp.text import DEFAULT_LANGUAGE, LANGUAGES, descriptor_texts, indexed_text, localised
 
@@ -37,6 +40,17 @@ TERRITORIES = {"971": ("GLP", "Guadeloupe"), "972": ("MTQ", "Martinique"), "973"
                "974": ("REU", "La Réunion"), "976": ("MYT", "Mayotte")}
 # Fulfillment types of the network policy (Beckn leaves the codes to it).
 FULFILLMENT_TYPES = ("Self-Pickup", "Delivery")
+# Item tags a merchant may set, each shown in on_search as a Beckn TagGroup (group code, group
+# name, tag name), in the network's four languages. "Péi" is Creole for "from the island".
+ITEM_TAGS: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {
+    "local": ("lakou:origin",
+              {"fr": "Origine", "en": "Origin", "es": "Origen", "de": "Herkunft"},
+              {"fr": "Produit péi", "en": "Local produce", "es": "Producto local", "de": "Regionales Produkt"}),
+    "organic": ("lakou:label",
+                {"fr": "Label", "en": "Label", "es": "Sello", "de": "Siegel"},
+                {"fr": "Bio", "en": "Organic", "es": "Ecológico", "de": "Bio"}),
+}
+ItemTag = Literal["local", "organic"]
 
 Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 Price = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}\.[0-9]{2}$")]
@@ -50,6 +64,12 @@ class TextFile(_Strict):
     name: str = Field(min_length=1)
     short_desc: str | None = None
     long_desc: str | None = None
+
+
+def unique_tags(value: list[str]) -> list[str]:
+    if len(set(value)) != len(value):
+        raise ValueError("a tag is listed twice")
+    return value
 
 
 def _check_languages(value: dict[str, TextFile]) -> dict[str, TextFile]:
@@ -89,7 +109,9 @@ class ItemFile(_Strict):
     unit: str = Field(min_length=1, max_length=32)
     unit_value: str = Field("1", pattern=r"^[0-9]+(\.[0-9]+)?$")
     stock: int = Field(ge=0)
+    tags: list[ItemTag] = Field(default_factory=list, max_length=len(ITEM_TAGS))
     _langs = field_validator("descriptor")(_check_languages)
+    _tags = field_validator("tags")(unique_tags)
 
 
 class ProviderFile(_Strict):
@@ -97,6 +119,7 @@ class ProviderFile(_Strict):
     descriptor: dict[str, TextFile]
     location: LocationFile
     fulfillment_types: list[str] = Field(default_factory=lambda: ["Self-Pickup"], min_length=1)
+    delivery: DeliveryTerms | None = None  # zone and fee, when "Delivery" is offered (bpp.fulfilment)
     categories: list[CategoryFile] = []
     items: list[ItemFile] = []
     _langs = field_validator("descriptor")(_check_languages)
@@ -108,6 +131,12 @@ class ProviderFile(_Strict):
         if unknown:
             raise ValueError(f"unknown fulfillment type(s) {sorted(unknown)}; use {', '.join(FULFILLMENT_TYPES)}")
         return value
+
+    @model_validator(mode="after")
+    def _delivery_needs_the_type(self) -> ProviderFile:
+        if self.delivery is not None and "Delivery" not in self.fulfillment_types:
+            raise ValueError("delivery terms are given but 'Delivery' is not in fulfillment_types")
+        return self
 
 
 class CatalogueFile(_Strict):
@@ -143,9 +172,11 @@ def _descriptor_json(descriptor: dict[str, TextFile]) -> dict[str, dict[str, str
 
 
 def item_search_text(descriptor: dict[str, Any], category_ids: Sequence[str],
-                     categories: Sequence[dict[str, Any]]) -> str:
-    """What a search matches an item against: its texts and its categories' names, all languages."""
+                     categories: Sequence[dict[str, Any]], tags: Sequence[str] | None = None) -> str:
+    """What a search matches an item against: its texts, its categories' and tags' names, all languages."""
     texts = descriptor_texts(descriptor)
+    for tag in tags or ():
+        texts.extend(ITEM_TAGS[tag][2].values())  # so "bio" or "produit péi" finds them
     for category in categories:
         if category["id"] in category_ids:
             texts.extend(descriptor_texts(category["descriptor"]))
@@ -158,7 +189,8 @@ def provider_rows(provider: ProviderFile) -> tuple[BppProvider, list[BppItem]]:
     row = BppProvider(
         id=provider.id,
         descriptor=descriptor,
-        location=provider.location.model_dump(),
+        location=provider.location.model_dump()
+        | ({DELIVERY_KEY: provider.delivery.model_dump(exclude_none=True)} if provider.delivery else {}),
         city_code=provider.location.city.code,
         categories=categories,
         fulfillment_types=list(provider.fulfillment_types),
@@ -179,7 +211,8 @@ def provider_rows(provider: ProviderFile) -> tuple[BppProvider, list[BppItem]]:
             unit=item.unit,
             unit_value=item.unit_value,
             stock=item.stock,
-            search_text=item_search_text(item_descriptor, item.category_ids, categories),
+            tags=list(item.tags) or None,
+            search_text=item_search_text(item_descriptor, item.category_ids, categories, item.tags),
         ))
     return row, items
 
@@ -251,6 +284,15 @@ def fulfillments_json(provider: BppProvider) -> list[dict[str, Any]]:
         fulfillment: dict[str, Any] = {"id": fulfillment_id(provider.id, kind), "type": kind}
         if kind == "Self-Pickup":
             fulfillment["stops"] = [{"type": "start", "location": location_json(provider)}]
+        terms = delivery_terms(provider.location) if kind == "Delivery" else None
+        if terms is not None:
+            # Beckn has no field for a delivery zone or fee: a tag group, as the spec intends for
+            # network-specific terms, so a BAP can show them before select.
+            fulfillment["tags"] = [{
+                "descriptor": {"code": "lakou:delivery"},
+                "list": [{"descriptor": {"code": code}, "value": value}
+                         for code, value in terms.model_dump(exclude_none=True).items()],
+            }]
         out.append(fulfillment)
     return out
 
@@ -276,8 +318,19 @@ def provider_json(provider: BppProvider, lang: str, *, full: bool = True) -> dic
     return out
 
 
+def tags_json(tags: Sequence[str] | None, lang: str) -> list[dict[str, Any]]:
+    """An item's tags as Beckn TagGroups, one group per kind, named in the shopper's language."""
+    groups: dict[str, dict[str, Any]] = {}
+    for tag in tags or ():
+        group_code, group_name, tag_name = ITEM_TAGS[tag]
+        group = groups.setdefault(group_code, {"descriptor": {"code": group_code, "name": group_name[lang]},
+                                               "list": []})
+        group["list"].append({"descriptor": {"code": tag, "name": tag_name[lang]}, "value": "true"})
+    return list(groups.values())
+
+
 def item_json(item: BppItem, provider: BppProvider, lang: str) -> dict[str, Any]:
-    return {
+    out = {
         "id": item.id,
         "descriptor": localised(item.descriptor, lang),
         "price": {"currency": item.currency, "value": money(item.price)},
@@ -290,3 +343,6 @@ def item_json(item: BppItem, provider: BppProvider, lang: str) -> dict[str, Any]
         "location_ids": [provider.location["id"]],
         "payment_ids": [PAYMENT_ID],
     }
+    if item.tags:
+        out["tags"] = tags_json(item.tags, lang)
+    return out

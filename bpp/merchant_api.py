@@ -33,13 +33,16 @@ from bpp import merchants
 from bpp.catalogue import (
     CategoryFile,
     CityFile,
+    ItemTag,
     LocationFile,
     ProviderFile,
     TextFile,
     item_search_text,
     money,
     provider_rows,
+    unique_tags,
 )
+from bpp.fulfilment import DELIVERY_KEY, DeliveryTerms
 from bpp.settings import BppSettings
 from bpp.tables import BppItem, BppMerchant, BppProvider, BppProviderProfile
 from bpp.text import DEFAULT_LANGUAGE, LANGUAGES
@@ -127,7 +130,14 @@ class ProfileIn(_Strict):
     contact: Contact
     fulfillment_types: list[Literal["Self-Pickup", "Delivery"]] = Field(
         default_factory=lambda: ["Self-Pickup"], min_length=1)
+    delivery: DeliveryTerms | None = Field(None, description="Delivery zone and fee; needs 'Delivery' above.")
     _langs = field_validator("descriptor")(_languages)
+
+    @model_validator(mode="after")
+    def _delivery_needs_the_type(self) -> ProfileIn:
+        if self.delivery is not None and "Delivery" not in self.fulfillment_types:
+            raise ValueError("delivery terms are given but 'Delivery' is not in fulfillment_types")
+        return self
 
     @field_validator("siret")
     @classmethod
@@ -154,6 +164,7 @@ class ProviderOut(BaseModel):
     opening_hours: list[dict[str, Any]]
     contact: dict[str, Any]
     fulfillment_types: list[str]
+    delivery: dict[str, str] | None = None
     categories: list[dict[str, Any]]
     updated_at: str
 
@@ -173,7 +184,10 @@ class ItemIn(_Strict):
     stock: int = Field(ge=0, le=1_000_000_000)
     images: list[AnyHttpUrl] = Field(default_factory=list, max_length=10,
                                      description="https URLs only.")
+    tags: list[ItemTag] = Field(default_factory=list, max_length=2, examples=[["local", "organic"]],
+                                description='"local" (produit péi) and/or "organic" (bio).')
     _langs = field_validator("descriptor")(_languages)
+    _tags = field_validator("tags")(unique_tags)
 
     @field_validator("images")
     @classmethod
@@ -207,6 +221,7 @@ class ItemOut(BaseModel):
     unit_value: str
     stock: int
     images: list[str]
+    tags: list[str] = []
     updated_at: str
 
 
@@ -255,6 +270,7 @@ def _provider_row(provider_id: str, profile: ProfileIn, categories: list[dict[st
         location=LocationFile(id=f"{provider_id}-shop"[:64], gps=profile.gps, address=profile.address,
                               city=profile.commune, area_code=profile.postal_code),
         fulfillment_types=list(profile.fulfillment_types),
+        delivery=profile.delivery,
         categories=[CategoryFile.model_validate(c) for c in categories],
     )
     return provider_rows(file)[0]
@@ -266,7 +282,8 @@ def _provider_out(provider: BppProvider, profile: BppProviderProfile) -> Provide
         id=provider.id, descriptor=provider.descriptor, siret=profile.siret, address=location["address"],
         commune=dict(location["city"]), postal_code=location["area_code"], gps=location["gps"],
         opening_hours=profile.opening_hours, contact=profile.contact,
-        fulfillment_types=provider.fulfillment_types, categories=provider.categories,
+        fulfillment_types=provider.fulfillment_types, delivery=location.get(DELIVERY_KEY),
+        categories=provider.categories,
         updated_at=wire_timestamp(max(provider.updated_at, profile.updated_at)),
     )
 
@@ -284,7 +301,8 @@ def _item_out(item: BppItem) -> ItemOut:
     return ItemOut(
         id=item.id, descriptor=item.descriptor, category_ids=item.category_ids, price=money(item.price),
         currency=item.currency, unit=item.unit, unit_value=item.unit_value, stock=item.stock,
-        images=[image["url"] for image in first.get("images", [])], updated_at=wire_timestamp(item.updated_at),
+        images=[image["url"] for image in first.get("images", [])], tags=item.tags or [],
+        updated_at=wire_timestamp(item.updated_at),
     )
 
 
@@ -322,7 +340,7 @@ async def _reindex_items(session: AsyncSession, provider: BppProvider, category_
     items = (await session.execute(select(BppItem).where(BppItem.provider_id == provider.id))).scalars()
     for item in items:
         if category_id in item.category_ids:
-            item.search_text = item_search_text(item.descriptor, item.category_ids, provider.categories)
+            item.search_text = item_search_text(item.descriptor, item.category_ids, provider.categories, item.tags)
 
 
 # ------------------------------------------------------------------------------ routes
@@ -529,7 +547,8 @@ def merchant_routes(sessions: async_sessionmaker[AsyncSession], settings: BppSet
             values = {
                 "descriptor": descriptor, "category_ids": list(body.category_ids), "price": Decimal(body.price),
                 "currency": body.currency, "unit": body.unit, "unit_value": body.unit_value, "stock": body.stock,
-                "search_text": item_search_text(descriptor, body.category_ids, provider.categories),
+                "tags": list(body.tags) or None,
+                "search_text": item_search_text(descriptor, body.category_ids, provider.categories, body.tags),
                 "updated_at": _now(),
             }
             item = await session.get(BppItem, (provider_id, item_id))

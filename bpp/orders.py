@@ -28,6 +28,7 @@ from beckn.errors import BecknError, ErrorCode
 from beckn.models import Fulfillment, Order
 from beckn.node import wire_timestamp
 from bpp.catalogue import fulfillment_id, location_json, money, payment_terms
+from bpp.fulfilment import FEE_TITLE, delivery_terms, fee_for, outside_zone
 from bpp.search import tag_value
 from bpp.tables import BppItem, BppOrder, BppOrderLine, BppProvider
 from bpp.text import localised, pick_language
@@ -71,10 +72,21 @@ class Priced:
     provider: BppProvider
     lines: list[Line]
     lang: str
+    fee: Decimal | None = None  # the delivery fee, once a Delivery is agreed (0 when waived)
+
+    @property
+    def items_total(self) -> Decimal:
+        return sum((line.total for line in self.lines), Decimal("0"))
 
     @property
     def total(self) -> Decimal:
-        return sum((line.total for line in self.lines), Decimal("0"))
+        return self.items_total + (self.fee or Decimal("0"))
+
+    def agree(self, fulfillment_json: dict[str, Any]) -> dict[str, Any]:
+        """Price the agreed fulfillment: a Delivery costs the provider's fee (bpp.fulfilment)."""
+        if fulfillment_json["type"] == "Delivery":
+            self.fee = fee_for(delivery_terms(self.provider.location), self.items_total)
+        return fulfillment_json
 
     @property
     def currency(self) -> str:
@@ -162,6 +174,10 @@ def quote_json(priced: Priced) -> dict[str, Any]:
             "title": f"{name} × {line.count}",
             "price": {"currency": line.item.currency, "value": money(line.total)},
         })
+    if priced.fee is not None:
+        # An item-less line: Quotation.breakup allows it (title + price), and a BAP sums every line.
+        breakup.append({"title": FEE_TITLE[priced.lang],
+                        "price": {"currency": priced.currency, "value": money(priced.fee)}})
     return {
         "id": str(uuid.uuid4()),
         "price": {"currency": priced.currency, "value": money(priced.total)},
@@ -209,6 +225,7 @@ def fulfillment(provider: BppProvider, order: Order, *, need_address: bool) -> d
         end = next((stop for stop in (requested.stops or ()) if stop.type in ("end", "END")), None) \
             if requested is not None else None
         if end is not None and end.location is not None:
+            _check_zone(provider, end.location.gps, need_address=need_address)
             stops.append({"type": "end", "location": end.location.to_wire()})
         elif need_address:
             raise OrderProblem(ErrorCode.INVALID_REQUEST,
@@ -218,6 +235,26 @@ def fulfillment(provider: BppProvider, order: Order, *, need_address: bool) -> d
     if requested is not None and requested.customer is not None:
         out["customer"] = requested.customer.to_wire()
     return out
+
+
+def _check_zone(provider: BppProvider, gps: str | None, *, need_address: bool) -> None:
+    """Refuse a drop-off outside the provider's delivery zone (30008, as Beckn's "fulfillment
+    unavailable"); a zone can only be checked on a GPS point, which init therefore requires."""
+    terms = delivery_terms(provider.location)
+    if terms is None:
+        return
+    path = "message.order.fulfillments[0].stops"
+    if gps is None:
+        if need_address:
+            raise OrderProblem(ErrorCode.INVALID_REQUEST,
+                               f"{provider.id!r} delivers within {terms.radius_km} km of its shop: "
+                               "give the GPS of the delivery location", f"{path}.location.gps")
+        return
+    distance = outside_zone(terms, provider.location["gps"], gps)
+    if distance is not None:
+        raise OrderProblem(ErrorCode.FULFILLMENT_UNAVAILABLE,
+                           f"{provider.id!r} delivers within {terms.radius_km} km of its shop; "
+                           f"this location is {distance:.1f} km away", f"{path}.location.gps")
 
 
 def billing(order: Order) -> dict[str, Any]:
@@ -252,10 +289,11 @@ def payment(order: Order, priced: Priced) -> dict[str, Any]:
 
 async def on_select(session: AsyncSession, order: Order) -> dict[str, Any]:
     priced = await price(session, order)
+    fulfillment_json = priced.agree(fulfillment(priced.provider, order, need_address=False))
     return {"order": {
         "provider": provider_ref(priced.provider, priced.lang),
         "items": items_json(priced),
-        "fulfillments": [fulfillment(priced.provider, order, need_address=False)],
+        "fulfillments": [fulfillment_json],
         "quote": quote_json(priced),
         "payments": [{**payment_terms(), "params": {"amount": money(priced.total), "currency": priced.currency}}],
     }}
@@ -263,11 +301,13 @@ async def on_select(session: AsyncSession, order: Order) -> dict[str, Any]:
 
 async def on_init(session: AsyncSession, order: Order) -> dict[str, Any]:
     priced = await price(session, order)
+    billing_json = billing(order)
+    fulfillment_json = priced.agree(fulfillment(priced.provider, order, need_address=True))
     return {"order": {
         "provider": provider_ref(priced.provider, priced.lang),
         "items": items_json(priced),
-        "billing": billing(order),
-        "fulfillments": [fulfillment(priced.provider, order, need_address=True)],
+        "billing": billing_json,
+        "fulfillments": [fulfillment_json],
         "quote": quote_json(priced),
         "payments": [payment(order, priced)],
     }}
@@ -291,7 +331,7 @@ async def confirm(session: AsyncSession, order: Order, *, bap_id: str, bap_uri: 
     transaction won the race (the caller rolls back and answers with that order)."""
     priced = await price(session, order, check_stock=False)  # the UPDATE below is the real check
     billing_json = billing(order)
-    fulfillment_json = fulfillment(priced.provider, order, need_address=True)
+    fulfillment_json = priced.agree(fulfillment(priced.provider, order, need_address=True))
     payment_json = payment(order, priced)
     for line in priced.lines:
         taken = await session.execute(

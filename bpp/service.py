@@ -21,7 +21,7 @@ from beckn.inbound import AcceptedMessage
 from beckn.node import BecknNode, reply_context
 from beckn.registry_client import RegistryUnavailable
 from beckn.store.tables import OutboxMessage
-from bpp import lifecycle, orders
+from bpp import lifecycle, orders, webhooks
 from bpp.search import search_answer, split_answer
 from bpp.settings import BppSettings
 
@@ -120,6 +120,7 @@ class BppService:
                 existing = await orders.confirm(
                     session, envelope.message.order, bap_id=context.bap_id, bap_uri=context.bap_uri,
                     transaction_id=context.transaction_id, message_id=context.message_id)
+                await webhooks.order_created(session, existing)  # the merchant's event, same transaction
             except orders.OrderProblem as problem:
                 await session.rollback()  # no stock taken, no order
                 return {"error": error_callback_payload(problem.error)}

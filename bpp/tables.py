@@ -22,6 +22,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     Text,
@@ -29,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field
 
-from beckn.store.tables import StoreModel, UTCDateTime
+from beckn.store.tables import BigId, StoreModel, UTCDateTime
 
 Money = Numeric(12, 2, asdecimal=True)
 
@@ -73,6 +74,9 @@ class BppItem(StoreModel, table=True):
     unit: str = Field(sa_column=Column(String(32), nullable=False))  # "kilogram", "unit", "bottle"...
     unit_value: str = Field(default="1", sa_column=Column(String(16), nullable=False))  # Beckn decimal
     stock: int = Field(sa_column=Column(Integer, nullable=False))
+    # Tag codes ("local", "organic": bpp.catalogue.ITEM_TAGS), shown as Beckn TagGroups; NULL is
+    # none (a JSON server default cannot be compared on PostgreSQL, and NULL needs no backfill).
+    tags: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     search_text: str = Field(sa_column=Column(Text, nullable=False))
     updated_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
 
@@ -174,5 +178,38 @@ class BppProviderProfile(StoreModel, table=True):
     updated_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
 
 
-__all__ = ["BppItem", "BppMerchant", "BppMerchantKey", "BppOrder", "BppOrderLine", "BppProvider",
-           "BppProviderProfile"]
+class BppMerchantWebhook(StoreModel, table=True):
+    """A merchant's webhook endpoint (one per merchant; bpp.webhooks). The secret is kept as is:
+    the BPP needs it to sign every event (HMAC), unlike an API key that it only has to check."""
+
+    __tablename__ = "bpp_merchant_webhook"
+
+    merchant_id: str = Field(sa_column=Column(
+        String(32), ForeignKey("bpp_merchant.id", ondelete="CASCADE"), primary_key=True))
+    url: str = Field(sa_column=Column(String(500), nullable=False))
+    secret: str = Field(sa_column=Column(String(80), nullable=False))
+    created_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+class BppWebhookDelivery(StoreModel, table=True):
+    """One webhook event to deliver (bpp.webhooks): queued in the transaction that made the event,
+    retried with backoff until delivered or out of attempts. The body names ids, never personal data."""
+
+    __tablename__ = "bpp_webhook_delivery"
+    __table_args__ = (Index("ix_bpp_webhook_delivery_status_next_attempt_at", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    merchant_id: str = Field(sa_column=Column(
+        String(32), ForeignKey("bpp_merchant.id", ondelete="CASCADE"), nullable=False, index=True))
+    event_id: str = Field(sa_column=Column(String(40), nullable=False, unique=True))
+    url: str = Field(sa_column=Column(String(500), nullable=False))
+    body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    status: str = Field(sa_column=Column(String(16), nullable=False))  # PENDING, DELIVERED, FAILED
+    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    next_attempt_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    last_error: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
+    created_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+__all__ = ["BppItem", "BppMerchant", "BppMerchantKey", "BppMerchantWebhook", "BppOrder", "BppOrderLine", "BppProvider",
+           "BppProviderProfile", "BppWebhookDelivery"]
