@@ -7,6 +7,7 @@ import contextlib
 import os
 import random
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -26,7 +27,12 @@ POSTGRES_URL = os.environ.get(
 _postgres_skip_reason: str | None = None
 
 
-_HANDED_OUT: set[int] = set()
+# pytest imports this file as `conftest`, and some modules import it as `tests.conftest`: two
+# module objects. They must share one set of handed-out ports, or the second copy hands out the
+# ports the first one already promised to servers that have not bound them yet.
+_OTHER_COPY = sys.modules.get("tests.conftest" if __name__ == "conftest" else "conftest")
+_SHARED: set[int] | None = getattr(_OTHER_COPY, "_HANDED_OUT", None)
+_HANDED_OUT: set[int] = _SHARED if _SHARED is not None else set()
 
 
 def _ephemeral_range() -> tuple[int, int]:

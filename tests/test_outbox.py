@@ -362,7 +362,8 @@ async def test_server_errors_and_network_errors_are_retried_with_backoff(session
     with serve_app(sink.app()) as base:
         await _enqueue(sessions, f"{base}/on_search")
         down = f"http://127.0.0.1:{free_port()}/on_search"  # nothing listens there
-        await _enqueue(sessions, down, ttl=0.8)
+        # ttl generous enough for 3 attempts even on a loaded CI machine (3 xdist workers, PostgreSQL)
+        await _enqueue(sessions, down, ttl=2.0)
         async with _running(_worker(sessions, signer, base_backoff=0.05, max_backoff=0.1)):
             rows = await _settled(sessions)
     up, dead = rows
@@ -382,7 +383,8 @@ async def test_expiry_stops_retries(sessions, signer) -> None:
     sink = Sink(reply=lambda received, n: (503, b"", {"Retry-After": "60"}) if received.path == "/later"
                 else (503, b"", {}))
     with serve_app(sink.app()) as base:
-        [short] = await _enqueue(sessions, f"{base}/always-503", ttl=0.5)
+        # long enough for 2 attempts at 0.1-0.2 s backoff even on a loaded CI machine
+        [short] = await _enqueue(sessions, f"{base}/always-503", ttl=1.5)
         [later] = await _enqueue(sessions, f"{base}/later", ttl=10)  # Retry-After lands past its expiry
         [stale] = await _enqueue(sessions, f"{base}/stale", ttl=10)
         async with sessions() as session:  # as if the worker had been down past this message's ttl
@@ -420,9 +422,11 @@ async def test_per_destination_concurrency_limit_holds(sessions, signer) -> None
 
 
 async def test_a_slow_destination_does_not_delay_another(sessions, signer) -> None:
-    slow, fast = Sink(delay=0.8), Sink()
+    # Ordering, not a wall-clock margin: the fast delivery must land while the slow ones are
+    # still held (slow.finished == 0), which a loaded machine cannot make flaky.
+    slow, fast = Sink(delay=2.5), Sink()
     with serve_app(slow.app()) as slow_base, serve_app(fast.app()) as fast_base:
-        worker = _worker(sessions, signer, per_destination_limit=2, batch_size=4, request_timeout=3.0,
+        worker = _worker(sessions, signer, per_destination_limit=2, batch_size=4, request_timeout=4.0,
                          lease_seconds=10.0, poll_interval=5.0)  # long poll: only wake() brings news
         async with _running(worker):
             await _enqueue(sessions, f"{slow_base}/on_search", 3)
@@ -435,7 +439,7 @@ async def test_a_slow_destination_does_not_delay_another(sessions, signer) -> No
             worker.wake()
             started = time.monotonic()
             while not fast.received:
-                assert time.monotonic() - started < 0.5, "the fast destination waited for the slow one"
+                assert time.monotonic() - started < 2.0, "the fast destination waited for the slow one"
                 await asyncio.sleep(0.01)
             assert slow.finished == 0  # the slow sends were still under way
             rows = await _settled(sessions)
