@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from beckn.node import wire_timestamp
 from bpp import orders
-from bpp.catalogue import money
+from bpp.catalogue import load_profiles, money
+from bpp.payments import payments_of
 from bpp.search import Criteria, catalog_json, find
 from bpp.settings import BppSettings
 from bpp.tables import BppOrder
@@ -95,7 +96,9 @@ def api_routes(sessions: async_sessionmaker[AsyncSession], settings: BppSettings
     ) -> CatalogueView:
         wanted = Criteria(lang=lang, free_terms=search_terms(q), city_code=city)
         async with sessions() as session:
-            found = await find(session, wanted)
-        return CatalogueView(lang=lang, catalog=catalog_json(found, lang))
+            found = await find(session, wanted, max_items=settings.bpp_search_max_items)
+            profiles = await load_profiles(session, [provider.id for provider, _ in found])
+            catalog = catalog_json(found, lang, profiles, payments_of(session).offered)
+        return CatalogueView(lang=lang, catalog=catalog)
 
     return router

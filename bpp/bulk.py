@@ -8,7 +8,10 @@ Choices, each the friendlier one for a merchant with a phone and a spreadsheet:
   header row (`;` from French Excel, `,` elsewhere, or tab).
 - Prices: "4.50", "4,50", "4,5", "4", "4,50 €" are all 4.50 EUR (French spreadsheets write a
   decimal comma); more than two decimals is refused, never rounded.
-- Lists (category_ids, images) are separated by `|` (also accepted: spaces, or `,` inside a cell).
+- Lists (category_ids, images, tags) are separated by `|` (also accepted: spaces, or `,` inside a
+  cell; for tags `;` too). `tags` takes the item tags of `bpp.catalogue.ITEM_TAGS`: `local`
+  (produit péi; `péi` is accepted) and `organic` (`bio` accepted). A file without a `tags` column
+  (older exports) leaves the stored tags of existing items as they are.
 - Every error is listed, not just the first: `line` is the spreadsheet row (header = row 1; for
   JSON the position in `categories`/`items`, from 1), `column` the CSV column or JSON field,
   `message` in French (the network's language) and `message_en` in English.
@@ -28,7 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from bpp.catalogue import money
+from bpp.catalogue import ITEM_TAGS, money
 from bpp.merchant_api import CategoryIn, ItemIn
 from bpp.text import LANGUAGES
 
@@ -38,8 +41,10 @@ MAX_LINES = 5000  # categories + items (CSV data rows, JSON entries)
 TEXT_FIELDS = ("name", "short_desc", "long_desc")
 COLUMNS = ("type", "id", "category_ids",
            *(f"{field_}_{lang}" for lang in LANGUAGES for field_ in TEXT_FIELDS),
-           "price", "unit", "unit_value", "stock", "images")
-_ITEM_ONLY = ("category_ids", "price", "unit", "unit_value", "stock", "images")
+           "price", "unit", "unit_value", "stock", "images", "tags")
+_ITEM_ONLY = ("category_ids", "price", "unit", "unit_value", "stock", "images", "tags")
+# What merchants write in a spreadsheet -> the tag it means (the codes themselves are accepted too).
+_TAG_ALIASES = {"bio": "organic", "pei": "local", "péi": "local"}
 _TYPES = {"item": "item", "article": "item", "produit": "item",
           "category": "category", "categorie": "category", "catégorie": "category"}
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -76,6 +81,7 @@ class Item:
     line: int
     id: str
     body: ItemIn
+    keep_tags: bool = False  # the file has no tags column: an existing item keeps its stored tags
 
 
 @dataclass
@@ -163,6 +169,7 @@ def parse_csv(data: bytes) -> Parsed:
                                        "the file is empty: a header row is needed"))
         return parsed
     header = [name.strip().lower() for name in rows[0]]
+    has_tags = "tags" in header
     unknown = [name for name in header if name and name not in COLUMNS]
     for name in unknown:
         parsed.errors.append(LineError(1, name, f"ligne 1 : colonne inconnue {_quote(name)} ; colonnes possibles : "
@@ -178,12 +185,24 @@ def parse_csv(data: bytes) -> Parsed:
         if not any(cell.strip() for cell in cells):
             continue  # spreadsheets leave empty rows behind
         row = {name: (cells[i] if i < len(cells) else "") for i, name in enumerate(header) if name}
-        _csv_row(parsed, number, row)
+        _csv_row(parsed, number, row, has_tags=has_tags)
     _check_duplicates(parsed)
     return parsed
 
 
-def _csv_row(parsed: Parsed, line: int, row: dict[str, str]) -> None:
+def _tags(raw: str) -> tuple[list[str], list[str]]:
+    """"local;organic", "bio | péi" -> (["local", "organic"], []); unknown words in the second list."""
+    tags, unknown = [], []
+    for word in re.split(r"[|,;\s]+", raw.strip().lower()):
+        tag = _TAG_ALIASES.get(word, word)
+        if word and tag not in ITEM_TAGS:
+            unknown.append(word)
+        elif word and tag not in tags:  # "bio|organic" is one tag, not an error
+            tags.append(tag)
+    return tags, unknown
+
+
+def _csv_row(parsed: Parsed, line: int, row: dict[str, str], *, has_tags: bool = True) -> None:
     errors = parsed.errors
     start = len(errors)
 
@@ -238,18 +257,22 @@ def _csv_row(parsed: Parsed, line: int, row: dict[str, str]) -> None:
     if not re.fullmatch(r"[0-9]{1,6}(\.[0-9]{1,3})?", unit_value):
         bad("unit_value", f"{_quote(row.get('unit_value', ''))} — une quantité (ex. : 1 ou 0,5)",
             f"{row.get('unit_value', '')!r}: a quantity (e.g. 1 or 0.5)")
+    tags, unknown_tags = _tags(row.get("tags", ""))
+    for word in unknown_tags:
+        bad("tags", f"{_quote(word)} n'est pas une étiquette — écrivez local (produit péi) ou organic (bio), "
+                    "séparées par |", f"{word!r} is not a tag: write local and/or organic, separated by |")
     if len(errors) > start:
         return
     try:
         body = ItemIn.model_validate({
             "descriptor": descriptor, "category_ids": _ids(row.get("category_ids", "")),
             "price": money(price) if price is not None else "", "unit": unit, "unit_value": unit_value,
-            "stock": int(raw_stock), "images": _ids(row.get("images", "").replace(",", " ")),
+            "stock": int(raw_stock), "images": _ids(row.get("images", "").replace(",", " ")), "tags": tags,
         })
     except ValidationError as error:
         errors.extend(_pydantic_errors(error, line, row_id, _csv_column))
     else:
-        parsed.items.append(Item(line, row_id, body))
+        parsed.items.append(Item(line, row_id, body, keep_tags=not has_tags))
 
 
 class _CategoryJson(CategoryIn):
@@ -338,7 +361,8 @@ def export_rows(categories: list[dict[str, Any]], items: list[dict[str, Any]]) -
     for item in items:
         row = {"type": "item", "id": item["id"], "category_ids": "|".join(item["category_ids"]),
                "price": item["price"], "unit": item["unit"], "unit_value": item["unit_value"],
-               "stock": str(item["stock"]), "images": "|".join(item["images"])}
+               "stock": str(item["stock"]), "images": "|".join(item["images"]),
+               "tags": "|".join(item.get("tags") or ())}
         for lang, text in item["descriptor"].items():
             row |= {f"{f}_{lang}": text[f] for f in TEXT_FIELDS if text.get(f)}
         rows.append(row)

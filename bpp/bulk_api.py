@@ -190,6 +190,9 @@ async def _apply(session: AsyncSession, provider: BppProvider, parsed: bulk.Pars
                   "tags": list(body.tags) or None,
                   "search_text": item_search_text(descriptor, body.category_ids, categories, body.tags)}
         row = existing.get(entry.id)
+        if row is not None and entry.keep_tags:  # an older file, without the tags column
+            values["tags"] = row.tags
+            values["search_text"] = item_search_text(descriptor, body.category_ids, categories, row.tags)
         if row is None:
             session.add(BppItem(provider_id=provider.id, id=entry.id, updated_at=now, **values))
             counts["created"] += 1

@@ -2,7 +2,9 @@
 
 A catalogue file (`demo_catalogue.json`, or any file named by LAKOU_BPP_CATALOGUE) is
 `{"providers": [...]}`; each provider has a multilingual `descriptor` (`{"fr": {"name",
-"short_desc"}, "en": ...}`), one shop `location`, `categories`, the `fulfillment_types` it offers,
+"short_desc"}, "en": ...}`), its main shop `location` and optional `other_locations` (more
+shops or market stalls, where buyers may also collect: on_search offers a pickup stop at each),
+its terms (bpp.terms), `categories`, the `fulfillment_types` it offers,
 optional `delivery` terms (`{"radius_km": "8", "fee": "5.00", "free_above": "60.00"}`, see
 bpp.fulfilment) and its `items` (price as a decimal string in EUR, `stock`, `unit`, `unit_value`
 and optional `tags`: "local" for produit péi, "organic" for bio).
@@ -24,7 +26,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from beckn.models.base import Gps
 from bpp.fulfilment import DELIVERY_KEY, DeliveryTerms, delivery_terms
-from bpp.tables import BppItem, BppProvider
+from bpp.offers import RESIDENTS_KEY, offer_json
+from bpp.credentials import credential_tags
+from bpp.hours import contact_json, hours_tags, provider_time
+from bpp.payments.prepayment import ON_FULFILLMENT, PAYMENT_IDS
+from bpp.tables import BppItem, BppProvider, BppProviderProfile
+from bpp.terms import (
+    CancellationTerm,
+    PaymentType,
+    ReturnTerms,
+    payment_types_of,
+    unique_payment_types,
+    unique_states,
+)
 from bpp.text import DEFAULT_LANGUAGE, LANGUAGES, descriptor_texts, indexed_text, localised
 
 DEMO_CATALOGUE = Path(__file__).resolve().parent / "demo_catalogue.json"
@@ -117,12 +131,28 @@ class ItemFile(_Strict):
 class ProviderFile(_Strict):
     id: Id
     descriptor: dict[str, TextFile]
-    location: LocationFile
+    location: LocationFile  # the main shop: delivery zones are measured from it
+    other_locations: list[LocationFile] = Field(default_factory=list, max_length=20)  # more shops, pickup points
     fulfillment_types: list[str] = Field(default_factory=lambda: ["Self-Pickup"], min_length=1)
     delivery: DeliveryTerms | None = None  # zone and fee, when "Delivery" is offered (bpp.fulfilment)
+    # The merchant's terms (bpp.terms); None keeps the network default.
+    payment_types: list[PaymentType] | None = Field(None, min_length=1)
+    cancellation_terms: list[CancellationTerm] | None = None
+    return_terms: ReturnTerms | None = None
+    # A residents' discount, on a Martinique resident credential (bpp.offers); stored in `location`.
+    resident_discount_percent: int | None = Field(None, ge=1, le=90)
     categories: list[CategoryFile] = []
     items: list[ItemFile] = []
     _langs = field_validator("descriptor")(_check_languages)
+    _payment_types = field_validator("payment_types")(lambda value: value and unique_payment_types(value))
+    _states = field_validator("cancellation_terms")(lambda value: value and unique_states(value))
+
+    @model_validator(mode="after")
+    def _location_ids_unique(self) -> ProviderFile:
+        ids = [self.location.id, *(location.id for location in self.other_locations)]
+        if len(set(ids)) != len(ids):
+            raise ValueError("location ids must be unique within a provider")
+        return self
 
     @field_validator("fulfillment_types")
     @classmethod
@@ -190,10 +220,17 @@ def provider_rows(provider: ProviderFile) -> tuple[BppProvider, list[BppItem]]:
         id=provider.id,
         descriptor=descriptor,
         location=provider.location.model_dump()
-        | ({DELIVERY_KEY: provider.delivery.model_dump(exclude_none=True)} if provider.delivery else {}),
+        | ({DELIVERY_KEY: provider.delivery.model_dump(exclude_none=True)} if provider.delivery else {})
+        | ({RESIDENTS_KEY: provider.resident_discount_percent}
+           if provider.resident_discount_percent else {}),
         city_code=provider.location.city.code,
         categories=categories,
         fulfillment_types=list(provider.fulfillment_types),
+        other_locations=[location.model_dump() for location in provider.other_locations] or None,
+        payment_types=list(provider.payment_types) if provider.payment_types else None,
+        cancellation_terms=None if provider.cancellation_terms is None
+        else [term.model_dump() for term in provider.cancellation_terms],
+        return_terms=provider.return_terms.model_dump(exclude_none=True) if provider.return_terms else None,
         # Names only: a merchant's description ("fish and seafood...") would make all its items
         # match words that describe only some of them.
         search_text=indexed_text(text["name"] for text in descriptor.values()),
@@ -262,8 +299,14 @@ def _territory(city_code: str) -> dict[str, Any]:
     return {"state": {"code": department, "name": name}, "country": {"code": country, "name": name}}
 
 
-def location_json(provider: BppProvider) -> dict[str, Any]:
-    location = provider.location
+def all_locations(provider: BppProvider) -> list[dict[str, Any]]:
+    """Every location of the provider as stored: the main shop first, then the others."""
+    return [provider.location, *(provider.other_locations or ())]
+
+
+def location_json(provider: BppProvider, location: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A location of the provider (its main shop unless `location` is given) as a Beckn Location."""
+    location = provider.location if location is None else location
     return {
         "id": location["id"],
         "gps": location["gps"],
@@ -278,12 +321,31 @@ def fulfillment_id(provider_id: str, fulfillment_type: str) -> str:
     return f"{provider_id}-{fulfillment_type.lower()}"
 
 
-def fulfillments_json(provider: BppProvider) -> list[dict[str, Any]]:
+def pickup_stop(provider: BppProvider, location: dict[str, Any] | None = None,
+                contact: dict[str, str] | None = None) -> dict[str, Any]:
+    """A pickup at one of the provider's locations: a "start" Stop whose id is the location's id."""
+    shown = location_json(provider, location)
+    return {"id": shown["id"], "type": "start", "location": shown} | ({"contact": contact} if contact else {})
+
+
+def find_location(provider: BppProvider, location_id: str | None) -> dict[str, Any] | None:
+    """The stored location with this id (the main shop when `location_id` is None), else None."""
+    if location_id is None:
+        return provider.location
+    return next((location for location in all_locations(provider) if location["id"] == location_id), None)
+
+
+def fulfillments_json(provider: BppProvider, profile: BppProviderProfile | None = None) -> list[dict[str, Any]]:
+    """The provider's fulfilments. Self-Pickup has one "start" Stop per location (main shop first):
+    a BAP picks one by sending that stop (or `provider.locations[0].id`) back in select/init/confirm."""
+    contact = contact_json(profile.contact) if profile is not None else None
     out = []
     for kind in provider.fulfillment_types:
         fulfillment: dict[str, Any] = {"id": fulfillment_id(provider.id, kind), "type": kind}
+        if contact:
+            fulfillment["contact"] = contact  # the shop's business line, for questions about this fulfilment
         if kind == "Self-Pickup":
-            fulfillment["stops"] = [{"type": "start", "location": location_json(provider)}]
+            fulfillment["stops"] = [pickup_stop(provider, location, contact) for location in all_locations(provider)]
         terms = delivery_terms(provider.location) if kind == "Delivery" else None
         if terms is not None:
             # Beckn has no field for a delivery zone or fee: a tag group, as the spec intends for
@@ -297,24 +359,54 @@ def fulfillments_json(provider: BppProvider) -> list[dict[str, Any]]:
     return out
 
 
-PAYMENT_ID = "paiement-a-la-remise"
+PAYMENT_ID = PAYMENT_IDS[ON_FULFILLMENT]
 
 
-def payment_terms() -> dict[str, Any]:
-    """Lakou's one payment term for now: pay the merchant at pickup or delivery."""
-    return {"id": PAYMENT_ID, "type": "ON-FULFILLMENT", "collected_by": "BPP"}
+def payment_terms(kind: str = ON_FULFILLMENT) -> dict[str, Any]:
+    """A payment term: ON-FULFILLMENT (pay the merchant at pickup or delivery) or PRE-ORDER (prepay
+    online by payment link, bpp.payments), each with a stable id items name in `payment_ids`."""
+    return {"id": PAYMENT_IDS[kind], "type": kind, "collected_by": "BPP"}
 
 
-def provider_json(provider: BppProvider, lang: str, *, full: bool = True) -> dict[str, Any]:
+async def load_profiles(session: AsyncSession, provider_ids: Sequence[str]) -> dict[str, BppProviderProfile]:
+    """The merchant profiles (opening hours, contact) of these providers, in one query. Providers
+    seeded from a catalogue file have none and are simply absent from the answer."""
+    ids = sorted(set(provider_ids))
+    if not ids:
+        return {}
+    rows = (await session.execute(
+        select(BppProviderProfile).where(BppProviderProfile.provider_id.in_(ids)))).scalars()
+    return {row.provider_id: row for row in rows}
+
+
+def provider_json(provider: BppProvider, lang: str, *, full: bool = True,
+                  profile: BppProviderProfile | None = None,
+                  payment_types: Sequence[str] | None = None) -> dict[str, Any]:
+    """The provider as a Beckn Provider; with its merchant `profile`, also its opening hours
+    (`time` and a `lakou:opening_hours` TagGroup, see bpp.hours) and business contact.
+    `payment_types`: the terms this BPP can take from it (`bpp.payments.payments_of(session)
+    .offered(provider)`: no PRE-ORDER without a payment processor); default: all it accepts."""
     out: dict[str, Any] = {"id": provider.id, "descriptor": localised(provider.descriptor, lang)}
     if full:
         out["categories"] = [
             {"id": c["id"], "descriptor": {"name": localised(c["descriptor"], lang)["name"]}}
             for c in provider.categories
         ]
-        out["locations"] = [location_json(provider)]
-        out["fulfillments"] = fulfillments_json(provider)
-        out["payments"] = [payment_terms()]
+        out["locations"] = [location_json(provider, location) for location in all_locations(provider)]
+        out["fulfillments"] = fulfillments_json(provider, profile)
+        out["payments"] = [payment_terms(kind) for kind in
+                           (payment_types_of(provider) if payment_types is None else payment_types)]
+        hours = profile.opening_hours if profile is not None else []
+        time = provider_time(hours, lang)
+        if time is not None:
+            out["time"] = time
+            out["tags"] = [hours_tags(hours, lang)]
+        credentials = credential_tags(profile)  # the merchant's business credential (bpp.credentials)
+        if credentials is not None:
+            out.setdefault("tags", []).append(credentials)
+        offer = offer_json(provider, lang)
+        if offer is not None:
+            out["offers"] = [offer]
     return out
 
 
@@ -329,7 +421,9 @@ def tags_json(tags: Sequence[str] | None, lang: str) -> list[dict[str, Any]]:
     return list(groups.values())
 
 
-def item_json(item: BppItem, provider: BppProvider, lang: str) -> dict[str, Any]:
+def item_json(item: BppItem, provider: BppProvider, lang: str,
+              payment_types: Sequence[str] | None = None) -> dict[str, Any]:
+    """The item as a Beckn Item; `payment_types` as for `provider_json`."""
     out = {
         "id": item.id,
         "descriptor": localised(item.descriptor, lang),
@@ -340,8 +434,9 @@ def item_json(item: BppItem, provider: BppProvider, lang: str) -> dict[str, Any]
         },
         "category_ids": list(item.category_ids),
         "fulfillment_ids": [fulfillment_id(provider.id, kind) for kind in provider.fulfillment_types],
-        "location_ids": [provider.location["id"]],
-        "payment_ids": [PAYMENT_ID],
+        "location_ids": [location["id"] for location in all_locations(provider)],
+        "payment_ids": [PAYMENT_IDS[kind] for kind in
+                        (payment_types_of(provider) if payment_types is None else payment_types)],
     }
     if item.tags:
         out["tags"] = tags_json(item.tags, lang)

@@ -1,23 +1,31 @@
 """After the order: `cancel`, `track`, `support` and `rating`, answered from the order tables.
 
-Cancellation terms (the same for every Lakou order, shown in every order as `cancellation_terms`,
-see `bpp.orders.cancellation_terms`):
-an order may be cancelled free of charge by the buyer app that placed it while its fulfillment is
-still `RECEIVED`, that is before the merchant starts preparing it; a reason from
-`CANCELLATION_REASONS` is required. Once the merchant has moved the fulfillment on, or the order
-is complete or already cancelled, `cancel` is refused with 50001. Cancelling returns the order's
-items to stock exactly once: the order leaves ACTIVE by a conditional UPDATE, and only the
-request that made that change puts the stock back, whatever the retries.
+Cancellation follows the merchant's own terms as they were when the order was confirmed
+(`BppOrder.terms`, `bpp.terms.order_cancellation_terms`; shown in every order as
+`cancellation_terms`, see `bpp.orders.cancellation_terms`): the buyer app that placed an
+order may cancel it while its fulfillment is in one of the states the merchant lists, and the
+merchant keeps that state's fee, a percentage of the order total rounded to the cent (half up).
+In a state the merchant does not list, once the order is complete, or when it is already
+cancelled, `cancel` is refused with 50001 (naming the state and the merchant's terms). A reason
+from `CANCELLATION_REASONS` is required (30011).
 
-The order has no columns yet for its cancellation record and its ratings (they would need a
-migration): both are kept in the order's `fulfillment` JSON under the private key `lakou`
-(`bpp.orders.PRIVATE_KEY`), which `bpp.orders.order_json` never shows as such.
+Cancelling writes, in the request's transaction: the order's new status and fulfillment state,
+its cancellation record (`BppOrder.cancellation`: time, reason, fee, amount refunded), a quote
+that now charges only the fee (Beckn's Quotation, with a "Frais d'annulation" line in the order's
+language), the items back in stock, and the refund of what was prepaid less the fee
+(`bpp.payments.refund_order`). The order leaves ACTIVE by a conditional UPDATE, and only the
+request that made that change returns the stock and refunds, whatever the retries; the UPDATE is
+also conditional on the order being unchanged since it was read, so a merchant moving the
+fulfillment on at the same moment cannot make the buyer pay the fee of the wrong state.
+
+Ratings are kept in `BppOrder.ratings` (one per rated thing, the latest replacing the previous).
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import structlog
@@ -27,13 +35,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from beckn.errors import ErrorCode
 from beckn.node import wire_timestamp
 from bpp import orders
-from bpp.orders import FREE_CANCEL_STATE, PRIVATE_KEY, OrderProblem, private
+from bpp.catalogue import money
+from bpp.orders import OrderProblem
 from bpp.tables import BppItem, BppOrder, BppProvider, BppProviderProfile
+from bpp.terms import CancellationTerm, order_cancellation_terms
 from bpp.text import localised
 
 log = structlog.get_logger(__name__)
 
 CANCELLED_STATE = "CANCELLED"
+CENT = Decimal("0.01")
+# A cancel that finds the order changed under it (the merchant moved it on) reads it again this often.
+_CHANGED_RETRIES = 3
 
 # Buyer cancellation reasons of the Lakou network (Option ids, numbered as ONDC apps expect).
 CANCELLATION_REASONS: dict[str, dict[str, dict[str, str]]] = {
@@ -50,6 +63,9 @@ CANCELLATION_REASONS: dict[str, dict[str, dict[str, str]]] = {
 }
 STATE_CANCELLED = {"fr": "Commande annulée", "en": "Order cancelled", "es": "Pedido cancelado",
                    "de": "Bestellung storniert"}
+# The quote line of the fee the merchant keeps, in the network's languages.
+CANCELLATION_FEE_TITLE = {"fr": "Frais d'annulation", "en": "Cancellation fee", "es": "Gastos de cancelación",
+                          "de": "Stornogebühr"}
 
 # What a buyer may rate, and how: a whole number of stars.
 RATEABLE = ("Order", "Item", "Provider", "Fulfillment")
@@ -59,10 +75,52 @@ _STARS = re.compile(r"^[1-5]$")
 # ------------------------------------------------------------------------------ cancel
 
 
+def fulfillment_state(row: BppOrder) -> str:
+    return ((row.fulfillment.get("state") or {}).get("descriptor") or {}).get("code") or "RECEIVED"
+
+
+def cancellation_fee(total: Decimal, term: CancellationTerm) -> Decimal:
+    """The share of `total` the merchant keeps under `term`, rounded to the cent, half up."""
+    return (total * Decimal(term.fee_percent) / 100).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def describe_terms(terms: list[CancellationTerm]) -> str:
+    if not terms:
+        return "this merchant does not accept cancellations"
+    return "this merchant accepts cancellations in " + ", ".join(
+        f"{term.state} ({'free' if Decimal(term.fee_percent) == 0 else term.fee_percent + ' % fee'})"
+        for term in terms)
+
+
+def cancelled_quote(row: BppOrder, fee: Decimal) -> dict[str, Any]:
+    """The order's quote once cancelled: nothing is due for the items nor the delivery, only the fee.
+    Item lines stay (count 0) so the buyer still sees what the order was; the lines sum to the price."""
+    zero = {"currency": row.currency, "value": money(Decimal("0"))}
+    breakup = []
+    for line in row.quote.get("breakup") or ():
+        if "item" in line:
+            breakup.append({**line, "item": {**line["item"], "quantity": {"selected": {"count": 0}}}, "price": zero})
+        else:
+            breakup.append({**line, "price": zero})
+    breakup.append({"title": CANCELLATION_FEE_TITLE[row.lang], "price": {"currency": row.currency,
+                                                                          "value": money(fee)}})
+    return {**row.quote, "price": {"currency": row.currency, "value": money(fee)}, "breakup": breakup}
+
+
 async def cancel(session: AsyncSession, message: Any, *, bap_id: str) -> BppOrder:
-    """Cancel the order for its buyer app and put its items back in stock; raises OrderProblem."""
-    row = await orders.find_order(session, message.order_id, bap_id)
-    reason_id = message.cancellation_reason_id
+    """Cancel the order for its buyer app under its merchant's terms; raises OrderProblem."""
+    for _ in range(_CHANGED_RETRIES):
+        row = await orders.find_order(session, message.order_id, bap_id)
+        done = await _cancel_once(session, row, message, bap_id=bap_id)
+        if done:
+            return row
+        # The order changed between our read and our write: read it again (a fresh transaction).
+        await session.rollback()
+    raise OrderProblem(ErrorCode.CANCELLATION_NOT_POSSIBLE,
+                       f"order {message.order_id!r} keeps changing; try again", "message.order_id")
+
+
+async def _cancel_once(session: AsyncSession, row: BppOrder, message: Any, *, bap_id: str) -> bool:
     if row.status == "CANCELLED":
         raise OrderProblem(ErrorCode.CANCELLATION_NOT_POSSIBLE, f"order {row.id!r} is already cancelled",
                            "message.order_id")
@@ -70,11 +128,16 @@ async def cancel(session: AsyncSession, message: Any, *, bap_id: str) -> BppOrde
         raise OrderProblem(ErrorCode.CANCELLATION_NOT_POSSIBLE,
                            f"order {row.id!r} is {row.status.lower()} and can no longer be cancelled",
                            "message.order_id")
-    state = ((row.fulfillment.get("state") or {}).get("descriptor") or {}).get("code")
-    if state != FREE_CANCEL_STATE:
+    provider = await session.get(BppProvider, row.provider_id)
+    assert provider is not None  # noqa: S101 - foreign key
+    terms = order_cancellation_terms(row, provider)
+    state = fulfillment_state(row)
+    term = next((term for term in terms if term.state == state), None)
+    if term is None:
         raise OrderProblem(ErrorCode.CANCELLATION_NOT_POSSIBLE,
-                           f"order {row.id!r} can be cancelled only while its fulfillment is {FREE_CANCEL_STATE}; "
-                           f"the merchant has moved it to {state}: contact the merchant (support)", "message.order_id")
+                           f"order {row.id!r} is {state}, a state in which it can no longer be cancelled: "
+                           f"{describe_terms(terms)}; contact the merchant (support)", "message.order_id")
+    reason_id = message.cancellation_reason_id
     if not reason_id:
         raise OrderProblem(ErrorCode.INVALID_CANCELLATION_REASON,
                            f"a cancellation reason is required; use one of {', '.join(CANCELLATION_REASONS)}",
@@ -84,36 +147,51 @@ async def cancel(session: AsyncSession, message: Any, *, bap_id: str) -> BppOrde
                            f"unknown cancellation reason {reason_id!r}; use one of {', '.join(CANCELLATION_REASONS)}",
                            "message.cancellation_reason_id")
 
+    fee = cancellation_fee(row.total, term)
     now = wire_timestamp()
     cancellation: dict[str, Any] = {
         "time": now, "cancelled_by": "CONSUMER",
         "reason": {"id": reason_id, "descriptor": {
             "code": reason_id, "name": localised(CANCELLATION_REASONS[reason_id], row.lang)["name"]}},
+        "fee": {"percentage": term.fee_percent, "amount": {"currency": row.currency, "value": money(fee)}},
+        "state": state,  # the fulfillment state it was cancelled in (kept, not shown)
     }
     if message.descriptor is not None and message.descriptor.short_desc:
         cancellation["additional_description"] = {"short_desc": message.descriptor.short_desc[:500]}
     fulfillment = {
         **row.fulfillment,
         "state": {"descriptor": {"code": CANCELLED_STATE, "name": STATE_CANCELLED[row.lang]}, "updated_at": now},
-        PRIVATE_KEY: {**private(row), "cancellation": cancellation},
     }
-    # Only the request that moves the order out of ACTIVE returns the stock: a retried or concurrent
-    # cancel finds nothing to update and is told the order is already cancelled.
+    # Only the request that moves the order out of ACTIVE returns the stock and refunds: a retried or
+    # concurrent cancel finds nothing to update. The order must also be as we read it (updated_at):
+    # a merchant's move committed in between would change the state, hence the fee.
     changed = await session.execute(
-        update(BppOrder).where(BppOrder.id == row.id, BppOrder.status == "ACTIVE")
-        .values(status="CANCELLED", fulfillment=fulfillment, updated_at=datetime.now(UTC))
+        update(BppOrder).where(BppOrder.id == row.id, BppOrder.status == "ACTIVE",
+                               BppOrder.updated_at == row.updated_at)
+        .values(status="CANCELLED", fulfillment=fulfillment, cancellation=cancellation,
+                quote=cancelled_quote(row, fee), updated_at=datetime.now(UTC))
         .execution_options(synchronize_session=False))
     if changed.rowcount != 1:
-        raise OrderProblem(ErrorCode.CANCELLATION_NOT_POSSIBLE, f"order {row.id!r} is already cancelled",
-                           "message.order_id")
+        return False
     for line in await orders.order_lines(session, row.id):
         await session.execute(
             update(BppItem).where(BppItem.provider_id == line.provider_id, BppItem.id == line.item_id)
             .values(stock=BppItem.stock + line.quantity).execution_options(synchronize_session=False))
     await session.flush()
     await session.refresh(row)
-    log.info("bpp.order_cancelled", order_id=row.id, provider_id=row.provider_id, reason_id=reason_id, bap_id=bap_id)
-    return row
+    from bpp.payments import refund_order  # bpp.payments imports the order modules: import when used
+
+    refunded = await refund_order(session, row, fee)
+    if refunded:
+        await session.execute(
+            update(BppOrder).where(BppOrder.id == row.id)
+            .values(cancellation={**cancellation, "refunded": {"currency": row.currency, "value": money(refunded)}})
+            .execution_options(synchronize_session=False))
+        await session.flush()
+        await session.refresh(row)
+    log.info("bpp.order_cancelled", order_id=row.id, provider_id=row.provider_id, reason_id=reason_id,
+             state=state, fee=money(fee), refunded=money(refunded), bap_id=bap_id)
+    return True
 
 
 # ------------------------------------------------------------------------------ track
@@ -188,7 +266,7 @@ async def rate(session: AsyncSession, ratings: list[Any] | None, *, bap_id: str,
     lines = await orders.order_lines(session, row.id)
     rateable_ids = {"Order": {row.id}, "Item": {line.item_id for line in lines},
                     "Provider": {row.provider_id}, "Fulfillment": {row.fulfillment.get("id")}}
-    stored = {(r["rating_category"], r["id"]): r for r in private(row).get("ratings", [])}
+    stored = {(r["rating_category"], r["id"]): r for r in row.ratings or ()}
     now = wire_timestamp()
     for index, rating in enumerate(ratings):
         path = f"message.ratings[{index}]"
@@ -206,10 +284,11 @@ async def rate(session: AsyncSession, ratings: list[Any] | None, *, bap_id: str,
         # A new rating of the same thing replaces the previous one.
         stored[(rating.rating_category, rating.id)] = {
             "rating_category": rating.rating_category, "id": rating.id, "value": value, "time": now}
-    row.fulfillment = {**row.fulfillment, PRIVATE_KEY: {**private(row), "ratings": list(stored.values())}}
+    row.ratings = list(stored.values())
     await session.flush()
     log.info("bpp.order_rated", order_id=row.id, ratings=len(ratings), bap_id=bap_id)
     return row
 
 
-__all__ = ["CANCELLATION_REASONS", "RATEABLE", "cancel", "rate", "support", "tracking"]
+__all__ = ["CANCELLATION_FEE_TITLE", "CANCELLATION_REASONS", "RATEABLE", "cancel", "cancellation_fee",
+           "fulfillment_state", "rate", "support", "tracking"]

@@ -22,7 +22,8 @@ from typing import Annotated, Any, Literal
 import structlog
 from fastapi import APIRouter, Depends, HTTPException, Path, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (AnyHttpUrl, BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator,
+                      model_validator)
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -43,7 +44,18 @@ from bpp.catalogue import (
     unique_tags,
 )
 from bpp.fulfilment import DELIVERY_KEY, DeliveryTerms
+from bpp.offers import discount_percent
 from bpp.settings import BppSettings
+from bpp.terms import (
+    CancellationTerm,
+    PaymentType,
+    ReturnTerms,
+    cancellation_terms_of,
+    payment_types_of,
+    return_terms_of,
+    unique_payment_types,
+    unique_states,
+)
 from bpp.tables import BppItem, BppMerchant, BppProvider, BppProviderProfile
 from bpp.text import DEFAULT_LANGUAGE, LANGUAGES
 
@@ -119,6 +131,16 @@ class Contact(_Strict):
         return self
 
 
+class OtherLocationIn(_Strict):
+    """Another shop or pickup point of the provider (its main shop is the profile's address)."""
+
+    id: Id = Field(examples=["jardin-lamentin-marche"])
+    address: str = Field(min_length=1, max_length=200, examples=["Marché de Fort-de-France, stand 12"])
+    commune: CityFile = Field(description='INSEE commune, e.g. {"code": "insee:97209", "name": "Fort-de-France"}.')
+    postal_code: str = Field(pattern=r"^97[1-46][0-9]{2}$", examples=["97200"])
+    gps: Gps = Field(examples=["14.6040, -61.0680"])
+
+
 class ProfileIn(_Strict):
     descriptor: Descriptor
     siret: str = Field(description="14 digits, Luhn-checked.", examples=["73282932000074"])
@@ -131,7 +153,27 @@ class ProfileIn(_Strict):
     fulfillment_types: list[Literal["Self-Pickup", "Delivery"]] = Field(
         default_factory=lambda: ["Self-Pickup"], min_length=1)
     delivery: DeliveryTerms | None = Field(None, description="Delivery zone and fee; needs 'Delivery' above.")
+    other_locations: list[OtherLocationIn] = Field(
+        default_factory=list, max_length=20,
+        description="More shops or pickup points; the main shop (address above) is measured from for delivery.")
+    payment_types: list[PaymentType] | None = Field(
+        None, min_length=1, examples=[["ON-FULFILLMENT", "PRE-ORDER"]],
+        description="ON-FULFILLMENT: pay at pickup or delivery; PRE-ORDER: prepay online by payment link. "
+        "Unset: ON-FULFILLMENT only.")
+    cancellation_terms: list[CancellationTerm] | None = Field(
+        None, examples=[[{"state": "RECEIVED", "fee_percent": "0"}, {"state": "PACKED", "fee_percent": "20"}]],
+        description="States in which a buyer may cancel, each with the fee kept (percent of the total); an "
+        "unlisted state cannot be cancelled. Unset: free while RECEIVED, then not at all.")
+    return_terms: ReturnTerms | None = Field(
+        None, examples=[{"returnable": True, "within_days": 14, "managed_by": "CONSUMER"}],
+        description="Whether completed orders may be returned, and within how many days. Unset: no returns.")
+    resident_discount_percent: StrictInt | None = Field(  # strict: true is not 1 %
+        None, ge=1, le=90, examples=[10],
+        description="A residents' discount in percent (1 to 90) on every order of a buyer presenting a Martinique "
+        "resident credential (Martinique Connect), listed as an Offer in on_search. Unset or null: none.")
     _langs = field_validator("descriptor")(_languages)
+    _payment_types = field_validator("payment_types")(lambda value: value and unique_payment_types(value))
+    _states = field_validator("cancellation_terms")(lambda value: value and unique_states(value))
 
     @model_validator(mode="after")
     def _delivery_needs_the_type(self) -> ProfileIn:
@@ -165,6 +207,11 @@ class ProviderOut(BaseModel):
     contact: dict[str, Any]
     fulfillment_types: list[str]
     delivery: dict[str, str] | None = None
+    other_locations: list[dict[str, Any]] = []
+    payment_types: list[str]
+    cancellation_terms: list[dict[str, Any]]
+    return_terms: dict[str, Any]
+    resident_discount_percent: int | None = None
     categories: list[dict[str, Any]]
     updated_at: str
 
@@ -264,13 +311,26 @@ def _invalid(field: str, message: str) -> HTTPException:
 
 def _provider_row(provider_id: str, profile: ProfileIn, categories: list[dict[str, Any]]) -> BppProvider:
     """The catalogue row, built by the same code that seeds catalogue files (`provider_rows`)."""
+    main_id = f"{provider_id}-shop"[:64]
+    # Checked here, not left to ProviderFile: its error would be a 500, and the main shop's id is made here.
+    ids = [main_id, *(other.id for other in profile.other_locations)]
+    twice = next((location_id for location_id in ids if ids.count(location_id) > 1), None)
+    if twice is not None:
+        raise _invalid("other_locations", f"location id {twice!r} is used twice (the main shop's is {main_id!r}); "
+                                          "give each location its own id")
     file = ProviderFile(
         id=provider_id,
         descriptor=profile.descriptor,
-        location=LocationFile(id=f"{provider_id}-shop"[:64], gps=profile.gps, address=profile.address,
+        location=LocationFile(id=main_id, gps=profile.gps, address=profile.address,
                               city=profile.commune, area_code=profile.postal_code),
         fulfillment_types=list(profile.fulfillment_types),
         delivery=profile.delivery,
+        other_locations=[LocationFile(id=other.id, gps=other.gps, address=other.address, city=other.commune,
+                                      area_code=other.postal_code) for other in profile.other_locations],
+        payment_types=profile.payment_types,
+        cancellation_terms=profile.cancellation_terms,
+        return_terms=profile.return_terms,
+        resident_discount_percent=profile.resident_discount_percent,
         categories=[CategoryFile.model_validate(c) for c in categories],
     )
     return provider_rows(file)[0]
@@ -283,6 +343,13 @@ def _provider_out(provider: BppProvider, profile: BppProviderProfile) -> Provide
         commune=dict(location["city"]), postal_code=location["area_code"], gps=location["gps"],
         opening_hours=profile.opening_hours, contact=profile.contact,
         fulfillment_types=provider.fulfillment_types, delivery=location.get(DELIVERY_KEY),
+        other_locations=[{"id": other["id"], "address": other["address"], "commune": dict(other["city"]),
+                          "postal_code": other["area_code"], "gps": other["gps"]}
+                         for other in provider.other_locations or ()],
+        payment_types=payment_types_of(provider),
+        cancellation_terms=[term.model_dump() for term in cancellation_terms_of(provider)],
+        return_terms=return_terms_of(provider).model_dump(exclude_none=True),
+        resident_discount_percent=discount_percent(provider),
         categories=provider.categories,
         updated_at=wire_timestamp(max(provider.updated_at, profile.updated_at)),
     )
@@ -466,7 +533,8 @@ def merchant_routes(sessions: async_sessionmaker[AsyncSession], settings: BppSet
         async with sessions() as session:
             provider, profile = await _owned(session, merchant_id, provider_id, lock=True)
             fresh = _provider_row(provider_id, body, provider.categories)
-            for column in ("descriptor", "location", "city_code", "fulfillment_types", "search_text"):
+            for column in ("descriptor", "location", "city_code", "fulfillment_types", "other_locations",
+                           "payment_types", "cancellation_terms", "return_terms", "search_text"):
                 setattr(provider, column, getattr(fresh, column))
             provider.updated_at = profile.updated_at = _now()
             profile.siret = body.siret

@@ -13,8 +13,8 @@ the current state and the allowed ones):
     OUT_FOR_DELIVERY  -> COMPLETED
 
 COMPLETED also completes the order (status COMPLETE, the value the order table allows). A
-cancelled or completed order does not move. Once the order leaves RECEIVED the buyer can no longer
-cancel it free (bpp.lifecycle).
+cancelled or completed order does not move. Whether the buyer may still cancel, and at what fee,
+depends on the state and the merchant's cancellation terms (bpp.terms, bpp.lifecycle).
 
 Each move sends an unsolicited `on_status` to the buyer app that placed the order (its `bap_uri`
 is on the order row): same transaction_id, a new message_id, queued in the outbox in the same
@@ -207,7 +207,7 @@ def merchant_order_routes(node: BecknNode) -> APIRouter:
                 _refuse(row, target, allowed)
             now = datetime.now(UTC)
             fulfillment = {
-                **row.fulfillment,  # keeps bpp.lifecycle's private record (orders.PRIVATE_KEY)
+                **row.fulfillment,
                 "state": {"descriptor": {"code": target, "name": STATE_NAMES[target][row.lang]},
                           "updated_at": wire_timestamp(now)},
             }

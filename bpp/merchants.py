@@ -8,6 +8,10 @@ comparison as a known one, so timing tells nothing about which ids exist.
 
 A key is shown once, when it is made (merchant creation or rotation); revoking a key ends it at
 once. Keys are looked up in the database on every request: no cache, so a revocation has no delay.
+
+A merchant session token (`lkms_<session id>_<secret>`, opened by a Martinique Connect login, see
+bpp.merchant_login) is accepted wherever an API key is, the same way (hash only, constant time, no
+cache), until it expires or is revoked (logout, unlinking).
 """
 
 from __future__ import annotations
@@ -16,17 +20,19 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from fastapi import Depends, HTTPException
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bpp.tables import BppMerchant, BppMerchantKey
+from bpp.tables import BppMerchant, BppMerchantKey, BppMerchantSession
 
 KEY_PREFIX = "lkm"
 _KEY = re.compile(r"^lkm_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
+SESSION_PREFIX = "lkms"
+_SESSION = re.compile(r"^lkms_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 _DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
 REALM = 'Bearer realm="lakou-merchant"'
 
@@ -78,8 +84,31 @@ async def revoke_key(session: AsyncSession, merchant_id: str, key_id: str) -> bo
     return True
 
 
+def new_session_token(merchant_id: str, issuer: str, sub: str, ttl: timedelta) -> tuple[BppMerchantSession, str]:
+    """A session row and its token (returned to the merchant once, never stored)."""
+    session_id = secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    row = BppMerchantSession(id=session_id, merchant_id=merchant_id, secret_sha256=_hash(secret), issuer=issuer,
+                             sub=sub, expires_at=datetime.now(UTC) + ttl)
+    return row, f"{SESSION_PREFIX}_{session_id}_{secret}"
+
+
+async def live_session(session: AsyncSession, token: str) -> BppMerchantSession | None:
+    """The live (known, unexpired, unrevoked) session of a session token, or None."""
+    match = _SESSION.match(token)
+    row = await session.get(BppMerchantSession, match.group(1)) if match else None
+    live = row is not None and row.revoked_at is None and row.expires_at > datetime.now(UTC)
+    expected = row.secret_sha256 if row is not None and live else _DUMMY_HASH
+    given = _hash(match.group(2)) if match else _hash(token)
+    return row if secrets.compare_digest(given, expected) and live else None
+
+
 async def authenticate(session: AsyncSession, api_key: str) -> str | None:
-    """The merchant id an API key belongs to, or None (malformed, unknown or revoked key)."""
+    """The merchant id an API key (or a merchant session token) belongs to, or None (malformed,
+    unknown, revoked or expired)."""
+    if api_key.startswith(SESSION_PREFIX + "_"):
+        row = await live_session(session, api_key)
+        return row.merchant_id if row is not None else None
     match = _KEY.match(api_key)
     row = await session.get(BppMerchantKey, match.group(1)) if match else None
     expected = row.secret_sha256 if row is not None and row.revoked_at is None else _DUMMY_HASH
@@ -91,9 +120,10 @@ async def authenticate(session: AsyncSession, api_key: str) -> str | None:
 
 def merchant_auth(sessions: async_sessionmaker[AsyncSession]):  # noqa: ANN201 (a FastAPI dependency)
     """A dependency giving the authenticated merchant's id, from `Authorization: Bearer <key>` or
-    `X-API-Key: <key>`; 401 with `WWW-Authenticate` otherwise."""
+    `X-API-Key: <key>` (an API key or a merchant session token); 401 with `WWW-Authenticate` otherwise."""
     bearer = HTTPBearer(auto_error=False, scheme_name="MerchantKey",
-                        description="A merchant API key (lkm_...), as `Authorization: Bearer <key>`.")
+                        description="A merchant API key (lkm_...) or a merchant session token from a Martinique "
+                        "Connect login (lkms_...), as `Authorization: Bearer <key>`.")
     header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="MerchantKeyHeader",
                           description="A merchant API key (lkm_...), the same as the bearer form.")
 
@@ -107,11 +137,13 @@ def merchant_auth(sessions: async_sessionmaker[AsyncSession]):  # noqa: ANN201 (
             async with sessions() as session:
                 merchant_id = await authenticate(session, api_key.strip())
         if merchant_id is None:
-            raise HTTPException(401, "a valid merchant API key is required, as 'Authorization: Bearer <key>' "
-                                     "or 'X-API-Key: <key>'", headers={"WWW-Authenticate": REALM})
+            raise HTTPException(401, "a valid merchant API key (or session token) is required, as "
+                                     "'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+                                headers={"WWW-Authenticate": REALM})
         return merchant_id
 
     return current_merchant
 
 
-__all__ = ["IssuedKey", "add_key", "authenticate", "create_merchant", "live_keys", "merchant_auth", "revoke_key"]
+__all__ = ["IssuedKey", "add_key", "authenticate", "create_merchant", "live_keys", "live_session", "merchant_auth",
+           "new_session_token", "revoke_key"]

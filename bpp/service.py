@@ -22,7 +22,9 @@ from beckn.node import BecknNode, reply_context
 from beckn.registry_client import RegistryUnavailable
 from beckn.store.tables import OutboxMessage
 from bpp import lifecycle, orders, webhooks
+from bpp import update as order_update
 from bpp.search import search_answer, split_answer
+from bpp.offers import ResidentCheck, StatusLists
 from bpp.settings import BppSettings
 
 log = structlog.get_logger(__name__)
@@ -35,6 +37,7 @@ class BppService:
     def __init__(self, node: BecknNode, settings: BppSettings) -> None:
         self.node = node
         self.settings = settings
+        self.status_lists = StatusLists.for_settings(settings)  # resident credentials' status lists, cached
 
     async def handle(self, accepted: AcceptedMessage) -> None:
         for attempt in range(_BUSY_RETRIES):
@@ -85,16 +88,25 @@ class BppService:
         try:
             match action:
                 case "search":
-                    return await search_answer(session, envelope.context, message.intent)
+                    return await search_answer(session, envelope.context, message.intent,
+                                               max_items=self.settings.bpp_search_max_items)
                 case "select":
                     return {"message": await orders.on_select(session, message.order)}
                 case "init":
-                    return {"message": await orders.on_init(session, message.order)}
+                    return {"message": await orders.on_init(session, message.order, bap_id=envelope.context.bap_id,
+                                                            transaction_id=envelope.context.transaction_id,
+                                                            resident=self._resident(envelope.context))}
                 case "status":
                     row = await orders.find_order(session, message.order_id, envelope.context.bap_id)
                     return {"message": {"order": await orders.order_json(session, row)}}
                 case "cancel":
                     row = await lifecycle.cancel(session, message, bap_id=envelope.context.bap_id)
+                    fee = (row.cancellation or {}).get("fee", {}).get("amount", {}).get("value")
+                    await webhooks.order_event(session, row, "order.cancelled", fee=fee)  # same transaction
+                    return {"message": {"order": await orders.order_json(session, row)}}
+                case "update":
+                    row, changed = await order_update.apply(session, message, bap_id=envelope.context.bap_id)
+                    await webhooks.order_event(session, row, "order.updated", changed=changed)  # same transaction
                     return {"message": {"order": await orders.order_json(session, row)}}
                 case "track":
                     return {"message": {"tracking": await lifecycle.tracking(
@@ -107,7 +119,7 @@ class BppService:
                                          transaction_id=envelope.context.transaction_id)
                     return {"message": {}}  # no feedback form: the stars are all Lakou asks for
         except orders.OrderProblem as problem:
-            await session.rollback()  # a refused cancel or rating changes nothing
+            await session.rollback()  # a refused cancel, update or rating changes nothing
             refusal: dict[str, Any] = {"error": error_callback_payload(problem.error)}
             return {"message": {}, **refusal} if action == "rating" else refusal  # on_rating needs a message
         raise ValueError(f"no handler for {action!r}")
@@ -119,18 +131,25 @@ class BppService:
             try:
                 existing = await orders.confirm(
                     session, envelope.message.order, bap_id=context.bap_id, bap_uri=context.bap_uri,
-                    transaction_id=context.transaction_id, message_id=context.message_id)
+                    transaction_id=context.transaction_id, message_id=context.message_id,
+                    resident=self._resident(context))
                 await webhooks.order_created(session, existing)  # the merchant's event, same transaction
             except orders.OrderProblem as problem:
                 await session.rollback()  # no stock taken, no order
                 return {"error": error_callback_payload(problem.error)}
-            except IntegrityError:
+            except (IntegrityError, orders.AlreadyConfirmed):
                 # A concurrent confirm of this transaction committed first: answer with its order.
                 await session.rollback()
                 existing = await orders.existing_order(session, context.bap_id, context.transaction_id)
                 if existing is None:
                     raise
         return {"message": {"order": await orders.order_json(session, existing)}}
+
+    def _resident(self, context: Any) -> ResidentCheck:
+        """What a resident credential must be bound to: this BPP and this transaction (bpp.offers)."""
+        issuers = [did for did in self.settings.bpp_trusted_resident_issuers.split(",") if did.strip()]
+        return ResidentCheck(trusted_issuers=issuers, aud=self.node.subscriber_id, nonce=context.transaction_id,
+                             status_lists=self.status_lists)
 
     async def _destination(self, accepted: AcceptedMessage) -> str:
         """Where the callback goes: the BAP, or for on_search possibly the gateway that forwarded it."""

@@ -50,6 +50,12 @@ class BppProvider(StoreModel, table=True):
     city_code: str = Field(sa_column=Column(String(32), nullable=False, index=True))  # "insee:97213"
     categories: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     fulfillment_types: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # More shops or pickup points besides `location` (same shape); NULL is none.
+    other_locations: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # The merchant's terms (bpp.terms); NULL is the network default.
+    payment_types: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    cancellation_terms: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    return_terms: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     search_text: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
@@ -108,6 +114,13 @@ class BppOrder(StoreModel, table=True):
     fulfillment: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     payment: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     quote: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    # The buyer's cancellation record and ratings (bpp.lifecycle); NULL until there is one.
+    cancellation: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    ratings: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # The merchant's cancellation and return terms as agreed at confirm (bpp.terms.agreed_terms):
+    # a merchant changing its terms later does not change them for orders already placed.
+    # NULL for orders confirmed before terms were recorded: they follow the provider's current terms.
+    terms: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
 
@@ -174,6 +187,8 @@ class BppProviderProfile(StoreModel, table=True):
     siret: str = Field(sa_column=Column(String(14), nullable=False))
     opening_hours: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     contact: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))  # business phone / e-mail
+    # The MartiniqueMerchantCredential (VC 2.0 JSON) uploaded by the merchant, or None (bpp.credentials).
+    business_credential: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
 
@@ -211,5 +226,88 @@ class BppWebhookDelivery(StoreModel, table=True):
     created_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
 
 
-__all__ = ["BppItem", "BppMerchant", "BppMerchantKey", "BppMerchantWebhook", "BppOrder", "BppOrderLine", "BppProvider",
-           "BppProviderProfile", "BppWebhookDelivery"]
+class BppPayment(StoreModel, table=True):
+    """A prepayment asked of a buyer (bpp.payments): one payment link of a payment processor.
+
+    Made at `init` when the buyer chooses PRE-ORDER; `confirm` goes through only once the processor
+    says it is PAID, and a cancellation refunds it (less the merchant's cancellation fee). Holds
+    no card or bank data: those stay with the processor."""
+
+    __tablename__ = "bpp_payment"
+    __table_args__ = (
+        Index("ix_bpp_payment_bap_id_transaction_id", "bap_id", "transaction_id"),
+        CheckConstraint("amount >= 0", name="amount_not_negative"),
+        CheckConstraint("refunded >= 0", name="refunded_not_negative"),
+    )
+
+    id: str = Field(sa_column=Column(String(40), primary_key=True))  # "pay_" + random
+    bap_id: str = Field(sa_column=Column(String, nullable=False))
+    transaction_id: str = Field(sa_column=Column(String, nullable=False))
+    provider_id: str = Field(sa_column=Column(String(64), ForeignKey("bpp_provider.id"), nullable=False, index=True))
+    order_id: str | None = Field(default=None, sa_column=Column(String(32), nullable=True, index=True))
+    processor: str = Field(sa_column=Column(String(32), nullable=False))  # "sandbox", ...
+    processor_ref: str = Field(sa_column=Column(String(100), nullable=False))  # the processor's id for it
+    url: str = Field(sa_column=Column(String(500), nullable=False))  # where the buyer pays
+    amount: Decimal = Field(sa_column=Column(Money, nullable=False))
+    currency: str = Field(sa_column=Column(String(3), nullable=False))
+    status: str = Field(sa_column=Column(String(24), nullable=False))  # PENDING, PAID, EXPIRED, REFUNDED...
+    refunded: Decimal = Field(default=Decimal("0"), sa_column=Column(Money, nullable=False))
+    created_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    updated_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    paid_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+
+
+class SandboxCharge(StoreModel, table=True):
+    """The sandbox payment processor's own book (bpp.payments.sandbox): what a real processor would
+    keep on its side. Kept apart from `bpp_payment` so the BPP talks to it only through the
+    processor interface, as it would to a real one."""
+
+    __tablename__ = "payment_sandbox_charge"
+
+    id: str = Field(sa_column=Column(String(40), primary_key=True))  # "sbx_" + random
+    amount: Decimal = Field(sa_column=Column(Money, nullable=False))
+    currency: str = Field(sa_column=Column(String(3), nullable=False))
+    description: str = Field(sa_column=Column(String(200), nullable=False))
+    status: str = Field(sa_column=Column(String(16), nullable=False))  # OPEN, PAID, EXPIRED
+    refunded: Decimal = Field(default=Decimal("0"), sa_column=Column(Money, nullable=False))
+    created_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    paid_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+
+
+class BppMerchantLogin(StoreModel, table=True):
+    """A Martinique Connect identity linked to a merchant account (bpp.merchant_login): who may log in
+    as that merchant. `sub` is pairwise (this BPP's sector only). One identity belongs to at most one
+    merchant; a merchant may link several (its staff)."""
+
+    __tablename__ = "bpp_merchant_login"
+
+    issuer: str = Field(sa_column=Column(String(255), primary_key=True))
+    sub: str = Field(sa_column=Column(String(255), primary_key=True))
+    merchant_id: str = Field(sa_column=Column(
+        String(32), ForeignKey("bpp_merchant.id", ondelete="CASCADE"), nullable=False, index=True))
+    linked_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+class BppMerchantSession(StoreModel, table=True):
+    """A merchant session opened by a Martinique Connect login: a bearer token accepted like an API
+    key until `expires_at`. Only the SHA-256 of its secret is kept; logout or unlinking sets
+    `revoked_at`. `issuer`/`sub` name the identity that logged in (unlinking it ends its sessions)."""
+
+    __tablename__ = "bpp_merchant_session"
+
+    id: str = Field(sa_column=Column(String(32), primary_key=True))  # the public part of the token
+    merchant_id: str = Field(sa_column=Column(
+        String(32), ForeignKey("bpp_merchant.id", ondelete="CASCADE"), nullable=False, index=True))
+    secret_sha256: str = Field(sa_column=Column(String(64), nullable=False))
+    issuer: str = Field(sa_column=Column(String(255), nullable=False))
+    sub: str = Field(sa_column=Column(String(255), nullable=False))
+    created_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+
+
+__all__ = ["BppItem", "BppMerchant", "BppMerchantKey", "BppMerchantLogin", "BppMerchantSession", "BppMerchantWebhook",
+           "BppOrder", "BppOrderLine", "BppPayment", "BppProvider", "BppProviderProfile", "BppWebhookDelivery",
+           "SandboxCharge"]

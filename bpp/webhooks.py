@@ -1,21 +1,24 @@
-"""Merchant webhooks: a merchant registers a URL and is POSTed a signed JSON event per new order.
+"""Merchant webhooks: a merchant registers a URL and is POSTed a signed JSON event when an order is
+placed, cancelled or changed by its buyer.
 
 Registering (`PUT /api/v1/merchant/webhook {"url": ...}`) answers a new secret, shown once; putting
 again replaces the URL and the secret; `DELETE` stops the events. The URL is https, or http to a
 loopback host (127.0.0.1, ::1, localhost) for development.
 
 Event (the body, JSON): `{"id": "evt_...", "type": "order.created", "created": <unix seconds>,
-"data": {"order_id", "provider_id", "status", "total", "currency", "fulfillment_type"}}`. It names
-ids and amounts, never the buyer's personal data: the merchant reads the order with its API key
-(`GET /api/v1/merchant/orders/{order_id}`).
+"data": {"order_id", "provider_id", "status", "total", "currency", "fulfillment_type"}}`. Types:
+`order.created` (confirmed), `order.cancelled` (by the buyer; `data` adds `fee`, what the merchant
+keeps) and `order.updated` (the buyer changed it through Beckn `update`; `data` adds `changed`,
+the parts changed: `billing`, `fulfillment`). Events name ids and amounts, never the buyer's
+personal data: the merchant reads the order with its API key (`GET /api/v1/merchant/orders/{order_id}`).
 
 Signature, Stripe-style: header `X-Lakou-Signature: t=<unix seconds>,v1=<hex>` where `v1` is
 HMAC-SHA256, keyed with the secret, of `"<t>." + body` (the exact bytes). A receiver recomputes it,
 compares in constant time, and rejects a `t` older than a few minutes (replays); `verify()` below
 does this. The event id is stable across retries, so a receiver can ignore duplicates.
 
-Delivery: the event is queued in the database transaction that created the order (a rolled-back
-confirm sends nothing) and a small loop here posts it; any 2xx is success, anything else is
+Delivery: the event is queued in the database transaction that made the change (a rolled-back
+confirm, cancel or update sends nothing) and a small loop here posts it; any 2xx is success, anything else is
 retried with exponential backoff (1 s, 2 s, 4 s ... up to 1 h) for MAX_ATTEMPTS attempts. The Beckn
 outbox (beckn/outbox.py) is not reused: it adds the Beckn Authorization signature to every post,
 counts a 2xx as delivered only with a Beckn ACK body (a plain webhook receiver answers none, so
@@ -94,14 +97,20 @@ def verify(secret: str, header: str, body: bytes, *, tolerance: int = TOLERANCE_
 async def order_created(session: AsyncSession, row: BppOrder) -> None:
     """Queue the `order.created` event for the order's merchant, if it has a webhook, in the
     caller's transaction. Orders of operator-owned providers (no merchant) have none."""
+    await order_event(session, row, "order.created")
+
+
+async def order_event(session: AsyncSession, row: BppOrder, event_type: str, **extra: Any) -> None:
+    """Queue an `order.*` event about `row` for its merchant, if it has a webhook, in the caller's
+    transaction. `extra` joins `data`: ids, amounts and names only, never personal data."""
     profile = await session.get(BppProviderProfile, row.provider_id)
     hook = await session.get(BppMerchantWebhook, profile.merchant_id) if profile is not None else None
     if hook is None:
         return
     event_id = "evt_" + secrets.token_hex(16)
-    event = {"id": event_id, "type": "order.created", "created": int(time.time()), "data": {
+    event = {"id": event_id, "type": event_type, "created": int(time.time()), "data": {
         "order_id": row.id, "provider_id": row.provider_id, "status": row.status, "total": money(row.total),
-        "currency": row.currency, "fulfillment_type": row.fulfillment.get("type")}}
+        "currency": row.currency, "fulfillment_type": row.fulfillment.get("type"), **extra}}
     session.add(BppWebhookDelivery(merchant_id=hook.merchant_id, event_id=event_id, url=hook.url, status="PENDING",
                                    body=json.dumps(event, separators=(",", ":")).encode()))
     await session.flush()
@@ -273,4 +282,5 @@ def webhook_routes(sessions: async_sessionmaker[AsyncSession]) -> APIRouter:
     return router
 
 
-__all__ = ["SIGNATURE_HEADER", "WebhookWorker", "order_created", "sign", "url_allowed", "verify", "webhook_routes"]
+__all__ = ["SIGNATURE_HEADER", "WebhookWorker", "order_created", "order_event", "sign", "url_allowed", "verify",
+           "webhook_routes"]

@@ -186,3 +186,60 @@ def test_json_import_upserts_by_default_and_replace_deletes_what_is_absent(net: 
     at_lea = {"provider": {"id": "panier-lea"}}
     assert set(found_items(search(net, at_lea | {"item": {"descriptor": {"name": "punch"}}}))) == set()
     assert set(found_items(search(net, at_lea | {"item": {"descriptor": {"name": "colombo"}}}))) == {"colombo"}
+
+
+def test_csv_tags_round_trip_with_search_and_bad_tags_are_listed_by_line(net: Network) -> None:
+    lea = shop(net)
+    tagged = (
+        "\ufefftype;id;name_fr;name_en;price;unit;stock;tags\r\n"
+        "item;corossol-kg;Corossol;Soursop;4,50;kilogram;12;\"local;organic\"\r\n"
+        "item;giraumon-kg;Giraumon;Pumpkin;3,00;kilogram;5;Bio | péi\r\n"  # French words, any case
+        "item;ananas;Ananas;Pineapple;2,50;unit;8;\r\n"
+    ).encode()
+    put = lea.request("PUT", "/providers/panier-lea/catalogue", content=tagged, headers=CSV_HEADERS)
+    assert put.status_code == 200, put.text
+    stored = items_of(lea)
+    assert stored["corossol-kg"]["tags"] == ["local", "organic"]
+    assert stored["giraumon-kg"]["tags"] == ["organic", "local"]
+    assert stored["ananas"]["tags"] == []
+    # The signed Beckn search shows them and finds "bio" items.
+    organic = found_items(search(net, {"provider": {"id": "panier-lea"}, "item": {"descriptor": {"name": "bio"}}}))
+    assert set(organic) == {"corossol-kg", "giraumon-kg"}
+    assert {group["descriptor"]["code"] for group in organic["corossol-kg"]["tags"]} == {"lakou:origin", "lakou:label"}
+
+    # Export: a tags column, `|`-separated; importing it back changes nothing.
+    exported = lea.request("GET", "/providers/panier-lea/catalogue.csv")
+    header, *rows = exported.content.decode("utf-8-sig").split("\r\n")
+    assert header.split(";")[-1] == "tags"
+    assert any(row.startswith("item;corossol-kg;") and row.endswith(";local|organic") for row in rows)
+    again = lea.request("PUT", "/providers/panier-lea/catalogue", params={"mode": "replace"},
+                        content=exported.content, headers=CSV_HEADERS)
+    assert again.json() == {"created": 0, "updated": 0, "unchanged": 3, "deleted": 0, "categories": 0}
+    # A file from before the tags column (no such column) keeps the stored tags.
+    old = ("type;id;name_fr;name_en;price;unit;stock\r\n"
+           "item;corossol-kg;Corossol;Soursop;4,20;kilogram;12\r\n").encode()
+    kept = lea.request("PUT", "/providers/panier-lea/catalogue", content=old, headers=CSV_HEADERS)
+    assert kept.json()["updated"] == 1
+    assert items_of(lea)["corossol-kg"]["tags"] == ["local", "organic"]
+    assert items_of(lea)["corossol-kg"]["price"] == "4.20"
+    # An empty tags cell in a file with the column clears them.
+    cleared = ("type;id;name_fr;name_en;price;unit;stock;tags\r\n"
+               "item;corossol-kg;Corossol;Soursop;4,20;kilogram;12;\r\n").encode()
+    emptied = lea.request("PUT", "/providers/panier-lea/catalogue", content=cleared, headers=CSV_HEADERS)
+    assert emptied.status_code == 200
+    assert items_of(lea)["corossol-kg"]["tags"] == []
+
+    bad = (
+        "type;id;name_fr;price;unit;stock;tags\r\n"
+        "category;fruits;Fruits;;;;local\r\n"                 # tags on a category: row 2
+        "item;corossol-kg;Corossol;4,50;kilogram;12;vegan\r\n"  # unknown tag: row 3
+        "item;ananas;Ananas;2,50;unit;8;local|sans-sucre\r\n"   # one good, one unknown: row 4
+    ).encode()
+    refused = lea.request("PUT", "/providers/panier-lea/catalogue", content=bad, headers=CSV_HEADERS)
+    assert refused.status_code == 422, refused.text
+    errors = refused.json()["errors"]
+    assert [(e["line"], e["column"], e["id"]) for e in errors] == [
+        (2, "tags", "fruits"), (3, "tags", "corossol-kg"), (4, "tags", "ananas")]
+    assert errors[1]["message"].startswith("ligne 3, colonne tags : « vegan » n'est pas une étiquette")
+    assert "sans-sucre" in errors[2]["message_en"] and "local and/or organic" in errors[2]["message_en"]
+    assert items_of(lea)["corossol-kg"]["tags"] == [] and items_of(lea)["ananas"]["tags"] == []  # nothing written

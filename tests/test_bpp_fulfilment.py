@@ -9,13 +9,16 @@ transaction.yaml by `Network.call`.
 from __future__ import annotations
 
 import json
+import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from bpp.catalogue import DEMO_CATALOGUE, load_catalogue
+from bpp.tables import BppOrder
 from test_bpp_merchant_api import Merchant, profile
 from test_bpp_service import (  # noqa: F401 (fixtures)
     BILLING, PAY_AT_PICKUP, Network, demo_price, found_items, net, order, search, shared, spec,
@@ -201,3 +204,103 @@ def test_merchants_tag_their_items(net: Network) -> None:
     for bad in (["halal"], ["local", "local"]):
         response = merchant.request("PUT", "/providers/panier-lea/items/giraumon-kg", json=item | {"tags": bad})
         assert response.status_code == 422, response.text
+
+
+# ------------------------------------------------------------------------------ several locations
+
+# The demo market gardener sells at its garden in Le Lamentin (the main shop) and at a stall of
+# the Grand Marché in Fort-de-France: a buyer picks where to collect.
+GARDEN, STALL = "jardin-lamentin-bois-carre", "jardin-lamentin-grand-marche"
+
+
+def pickup_at(location_id: str) -> list[dict[str, Any]]:
+    return [{"type": "Self-Pickup", "stops": [{"type": "start", "location": {"id": location_id}}]}]
+
+
+def start_stop(order_json: dict[str, Any]) -> dict[str, Any]:
+    (start,) = [stop for stop in order_json["fulfillments"][0]["stops"] if stop["type"] == "start"]
+    return start
+
+
+def test_on_search_offers_pickup_at_every_location_of_a_provider(shared: Network) -> None:
+    providers = {p["id"]: p for p in search(shared)["message"]["catalog"]["providers"]}
+    garden = providers["jardin-lamentin"]
+    assert [location["id"] for location in garden["locations"]] == [GARDEN, STALL]
+    stall = garden["locations"][1]
+    assert stall["city"] == {"code": "insee:97209", "name": "Fort-de-France"} and stall["area_code"] == "97200"
+    assert stall["country"]["code"] == "MTQ"
+    fulfillments = {f["type"]: f for f in garden["fulfillments"]}
+    # One start stop per location, each named by the location's id: what a BAP sends back to choose.
+    assert [(stop["id"], stop["type"], stop["location"]) for stop in fulfillments["Self-Pickup"]["stops"]] == [
+        (GARDEN, "start", garden["locations"][0]), (STALL, "start", stall)]
+    assert "stops" not in fulfillments["Delivery"]  # a delivery leaves from the main shop
+    for item in garden["items"]:
+        assert item["location_ids"] == [GARDEN, STALL]
+    # A one-shop provider is unchanged: one location, one pickup stop.
+    robert = providers["pecherie-robert"]
+    assert len(robert["locations"]) == 1
+    assert [stop["id"] for stop in robert["fulfillments"][0]["stops"]] == ["pecherie-robert-front-de-mer"]
+
+
+def test_pickup_at_the_second_location_through_select_init_confirm_status_and_track(net: Network) -> None:
+    transaction_id = str(uuid.uuid4())
+    # select and confirm name the stop; init names the provider's location: both ways work.
+    selected = net.call("select", order("jardin-lamentin", ("giraumon-kg", 1), fulfillments=pickup_at(STALL)),
+                        transaction_id=transaction_id)["message"]["order"]
+    assert start_stop(selected)["location"]["id"] == STALL
+    assert start_stop(selected)["location"]["address"].startswith("Grand Marché couvert")
+    assert selected["provider"]["locations"] == [{"id": STALL}]
+    message = order("jardin-lamentin", ("giraumon-kg", 1), billing=BILLING, payments=PAY_AT_PICKUP,
+                    fulfillments=[{"type": "Self-Pickup"}])
+    message["order"]["provider"]["locations"] = [{"id": STALL}]
+    initialised = net.call("init", message, transaction_id=transaction_id)["message"]["order"]
+    assert start_stop(initialised)["location"]["id"] == STALL
+    assert initialised["provider"]["locations"] == [{"id": STALL}]
+    assert [line["item"]["id"] for line in initialised["quote"]["breakup"]] == ["giraumon-kg"]  # no fee for a pickup
+
+    confirm = order("jardin-lamentin", ("giraumon-kg", 1), billing=BILLING, payments=PAY_AT_PICKUP,
+                    fulfillments=pickup_at(STALL))
+    placed = net.call("confirm", confirm, transaction_id=transaction_id)["message"]["order"]
+    assert start_stop(placed)["id"] == STALL and start_stop(placed)["location"]["city"]["name"] == "Fort-de-France"
+    assert placed["provider"]["locations"] == [{"id": STALL}]
+    status = net.call("status", {"order_id": placed["id"]})["message"]["order"]
+    assert start_stop(status)["location"]["id"] == STALL and status["provider"]["locations"] == [{"id": STALL}]
+    tracking = net.call("track", {"order_id": placed["id"]})["message"]["tracking"]
+    assert tracking["location"]["id"] == STALL  # where to collect it
+
+    # Without a choice, the pickup is at the main shop, as before.
+    default = net.call("select", order("jardin-lamentin", ("giraumon-kg", 1),
+                                       fulfillments=[{"type": "Self-Pickup"}]))["message"]["order"]
+    assert start_stop(default)["location"]["id"] == GARDEN and default["provider"]["locations"] == [{"id": GARDEN}]
+
+
+def test_a_delivery_leaves_from_the_main_shop_whatever_location_is_named(shared: Network) -> None:
+    message = order("jardin-lamentin", ("christophine-kg", 1), fulfillments=delivery(FORT_DE_FRANCE))
+    message["order"]["provider"]["locations"] = [{"id": STALL}]
+    result = shared.call("select", message)["message"]["order"]
+    # The zone and fee are the main shop's (12 km from Le Lamentin), not the Fort-de-France stall's.
+    assert start_stop(result)["location"]["id"] == GARDEN
+    assert result["quote"]["breakup"][-1]["price"]["value"] == "4.00"
+    far = order("jardin-lamentin", ("christophine-kg", 1), fulfillments=delivery(SAINTE_MARIE))
+    far["order"]["provider"]["locations"] = [{"id": STALL}]
+    assert shared.call("select", far)["error"]["code"] == "30008"
+
+
+def test_an_unknown_pickup_location_is_30002_with_its_path_and_takes_no_stock(net: Network) -> None:
+    by_stop = net.call("select", order("jardin-lamentin", ("giraumon-kg", 1), fulfillments=pickup_at("marche-trinite")))
+    assert by_stop["error"]["code"] == "30002"
+    assert by_stop["error"]["paths"] == "message.order.fulfillments[0].stops[0].location.id"
+    assert "marche-trinite" in by_stop["error"]["message"] and STALL in by_stop["error"]["message"]
+
+    message = order("jardin-lamentin", ("giraumon-kg", 1), billing=BILLING, payments=PAY_AT_PICKUP)
+    message["order"]["provider"]["locations"] = [{"id": "pecherie-robert-front-de-mer"}]  # another provider's
+    by_provider = net.call("init", message)
+    assert by_provider["error"]["code"] == "30002"
+    assert by_provider["error"]["paths"] == "message.order.provider.locations[0].id"
+
+    before = net.stock("giraumon-kg")
+    refused = net.call("confirm", order("jardin-lamentin", ("giraumon-kg", 1), billing=BILLING,
+                                        payments=PAY_AT_PICKUP, fulfillments=pickup_at("marche-trinite")))
+    assert refused["error"]["code"] == "30002" and "message" not in refused
+    assert net.stock("giraumon-kg") == before
+    assert net.query(select(func.count()).select_from(BppOrder))[0][0] == 0

@@ -273,3 +273,82 @@ def test_bad_price_and_stock_updates_are_refused(shared: Network) -> None:
     unchanged = merchant.request("GET", path).json()
     assert unchanged["price"] == "4.50" and unchanged["stock"] == 12
     assert merchant.request("PATCH", f"/providers/{provider_id}/items/nothing", json={"stock": 1}).status_code == 404
+
+
+# ------------------------------------------------------------------------------ locations, hours, contact
+
+MARKET_STALL = {"id": "panier-lea-marche", "address": "Grand Marché couvert, stand 3, rue Isambert",
+                "commune": {"code": "insee:97209", "name": "Fort-de-France"}, "postal_code": "97200",
+                "gps": "14.6056, -61.0694"}
+
+
+def test_a_merchants_other_locations_hours_and_contact_are_in_on_search(net: Network) -> None:
+    lea = Merchant(net, "Le Panier de Mamie Léa")
+    created = lea.request("POST", "/providers", json=profile("panier-lea", other_locations=[MARKET_STALL]))
+    assert created.status_code == 201, created.text
+    assert created.json()["other_locations"] == [MARKET_STALL]
+    assert lea.request("GET", "/providers/panier-lea").json()["other_locations"] == [MARKET_STALL]
+    assert lea.request("PUT", "/providers/panier-lea/items/corossol-kg",
+                       json=item("Corossol", "Soursop")).status_code == 201
+
+    at_lea = {"provider": {"id": "panier-lea"}}
+    (shown,) = search(net, at_lea)["message"]["catalog"]["providers"]  # checked against transaction.yaml
+    assert [location["id"] for location in shown["locations"]] == ["panier-lea-shop", "panier-lea-marche"]
+    assert shown["locations"][1]["address"] == MARKET_STALL["address"]
+    assert shown["locations"][1]["city"] == MARKET_STALL["commune"] and shown["locations"][1]["area_code"] == "97200"
+    (pickup,) = shown["fulfillments"]
+    assert [stop["location"]["id"] for stop in pickup["stops"]] == ["panier-lea-shop", "panier-lea-marche"]
+    assert shown["items"][0]["location_ids"] == ["panier-lea-shop", "panier-lea-marche"]
+
+    # Opening hours: a label for people, ISO weekdays in Time.days, and a TagGroup for programs.
+    assert shown["time"] == {"label": "lun.-ven. 07:00-13:00 · sam. 06:30-12:00", "days": "1,2,3,4,5,6"}
+    (hours,) = shown["tags"]
+    assert hours["descriptor"] == {"code": "lakou:opening_hours", "name": "Horaires d'ouverture"}
+    assert [(tag["descriptor"]["code"], tag["value"]) for tag in hours["list"]] == [
+        ("mon", "07:00-13:00"), ("tue", "07:00-13:00"), ("wed", "07:00-13:00"), ("thu", "07:00-13:00"),
+        ("fri", "07:00-13:00"), ("sat", "06:30-12:00")]
+    # The business contact the merchant published, on the fulfilment and each pickup stop.
+    contact = {"phone": "+596596123456", "email": "contact@panier-lea.mq"}
+    assert pickup["contact"] == contact and all(stop["contact"] == contact for stop in pickup["stops"])
+    english = search(net, at_lea, lang="en")["message"]["catalog"]["providers"][0]
+    assert english["time"]["label"] == "Mon-Fri 07:00-13:00 · Sat 06:30-12:00"
+    assert english["tags"][0]["descriptor"]["name"] == "Opening hours"
+
+    # A buyer picks the market stall; an unknown location is 30002.
+    message = {"order": {"provider": {"id": "panier-lea", "locations": [{"id": "panier-lea-marche"}]},
+                         "items": [{"id": "corossol-kg", "quantity": {"selected": {"count": 1}}}]}}
+    selected = net.call("select", message)["message"]["order"]
+    assert selected["fulfillments"][0]["stops"][0]["location"]["city"]["name"] == "Fort-de-France"
+    message["order"]["provider"]["locations"] = [{"id": "panier-lea-trinite"}]
+    assert net.call("select", message)["error"]["code"] == "30002"
+
+    # Split hours, no more stall: the next search shows them; the demo's shops (no profile) show none.
+    changed = lea.request("PUT", "/providers/panier-lea", json=profile(opening_hours=[
+        {"days": ["mon", "wed"], "opens": "08:00", "closes": "12:00"},
+        {"days": ["mon"], "opens": "14:00", "closes": "17:30"}]))
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["other_locations"] == []
+    (shown,) = search(net, at_lea)["message"]["catalog"]["providers"]
+    assert [location["id"] for location in shown["locations"]] == ["panier-lea-shop"]
+    assert shown["time"] == {"label": "lun. 08:00-12:00, 14:00-17:30 · mer. 08:00-12:00", "days": "1,3"}
+    assert [(tag["descriptor"]["code"], tag["value"]) for tag in shown["tags"][0]["list"]] == [
+        ("mon", "08:00-12:00,14:00-17:30"), ("wed", "08:00-12:00")]
+    no_hours = lea.request("PUT", "/providers/panier-lea", json=profile(opening_hours=[]))
+    assert no_hours.status_code == 200
+    (shown,) = search(net, at_lea)["message"]["catalog"]["providers"]
+    assert "time" not in shown and "tags" not in shown and shown["fulfillments"][0]["contact"] == contact
+    demo = search(net, {"provider": {"id": "jardin-lamentin"}})["message"]["catalog"]["providers"][0]
+    assert "time" not in demo and all("contact" not in f for f in demo["fulfillments"])
+
+
+@pytest.mark.parametrize("locations, field", [
+    ([MARKET_STALL | {"id": "panier-lea-shop"}], "other_locations"),  # the main shop's id
+    ([MARKET_STALL, MARKET_STALL | {"address": "Ailleurs"}], "other_locations"),  # twice the same id
+    ([MARKET_STALL | {"postal_code": "75001"}], "other_locations"),
+    ([MARKET_STALL | {"gps": "au marché"}], "other_locations"),
+    ([MARKET_STALL | {"id": "Stand 3"}], "other_locations"),
+])
+def test_bad_other_locations_are_refused(shared: Network, locations: list[dict[str, Any]], field: str) -> None:
+    merchant = Merchant(shared, "Validation")
+    answer = merchant.request("POST", "/providers", json=profile("panier-lea", other_locations=locations))
+    assert field in fields(answer)

@@ -10,19 +10,24 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from beckn.models import Context, Intent
+from beckn.store.db import create_engine, session_factory, upgrade
+from bpp.catalogue import CatalogueFile, seed_if_empty
 from bpp.geo import distance_km, parse_gps, radius_km
-from bpp.search import split_answer
+from bpp.search import search_answer, split_answer
 from test_bpp_service import Network, Spec, found_items, network, search
 from test_bpp_service import spec as spec  # noqa: F401 - the module-scoped fixture, re-exported for pytest
 
 # Place de la Savane, Fort-de-France. Shops of the demo catalogue, as the crow flies from it:
-# boulangerie-fort-de-france ~0.2 km, jardin-lamentin ~7.5 km, pecherie-robert ~16 km,
+# boulangerie-fort-de-france ~0.2 km, jardin-lamentin ~0.6 km (its stand at the Grand Marché, one
+# of its other_locations; its garden is ~7.5 km away), pecherie-robert ~16 km,
 # distillerie-sainte-marie ~22 km.
 FORT_DE_FRANCE = "14.6010, -61.0670"
 LE_ROBERT = "14.6776, -60.9406"
@@ -74,7 +79,8 @@ def test_fulfillment_type_keeps_the_merchants_offering_it(demo: Network, kind: s
 
 
 @pytest.mark.parametrize("gps, value, unit, expected", [
-    (FORT_DE_FRANCE, "5", "km", {"boulangerie-fort-de-france"}),
+    (FORT_DE_FRANCE, "0.4", "km", {"boulangerie-fort-de-france"}),
+    (FORT_DE_FRANCE, "5", "km", {"boulangerie-fort-de-france", "jardin-lamentin"}),
     (FORT_DE_FRANCE, "10", "km", {"boulangerie-fort-de-france", "jardin-lamentin"}),
     (FORT_DE_FRANCE, "20000", "m", {"boulangerie-fort-de-france", "jardin-lamentin", "pecherie-robert"}),
     (LE_ROBERT, "2", "km", {"pecherie-robert"}),
@@ -249,3 +255,196 @@ def test_split_answer_keeps_errors_and_order() -> None:
     assert split_answer({"message": {"catalog": catalog}}, 4) == [{"message": {"catalog": catalog}}]
     empty = {"message": {"catalog": {"descriptor": {"name": "x"}, "providers": []}}}
     assert split_answer(empty, 1) == [empty]
+
+
+# ------------------------------------------------------------------------------ several locations, cap, categories
+#
+# Straight on the search functions over a seeded database, on SQLite and PostgreSQL: the SQL that
+# selects and orders the items is what differs between the backends.
+
+LE_ROBERT_PICKUP = "14.6776, -60.9406"
+
+
+def shop(provider_id: str, commune: tuple[str, str, str], gps: str, suffix: str = "boutique") -> dict[str, Any]:
+    code, name, postal = commune
+    return {"id": f"{provider_id}-{suffix}", "gps": gps, "address": f"1 rue du Bourg, {postal} {name}",
+            "city": {"code": code, "name": name}, "area_code": postal}
+
+
+FDF = ("insee:97209", "Fort-de-France", "97200")
+ROBERT = ("insee:97222", "Le Robert", "97231")
+LAMENTIN = ("insee:97213", "Le Lamentin", "97232")
+
+CATEGORIES = [
+    {"id": "fruits", "descriptor": {"fr": {"name": "Fruits"}, "en": {"name": "Fruit"}}},
+    {"id": "fruits-secs", "descriptor": {"fr": {"name": "Fruits secs"}, "en": {"name": "Dried fruit"}}},
+    {"id": "boissons", "descriptor": {"fr": {"name": "Boissons"}, "en": {"name": "Drinks"}}},
+]
+
+
+def product(item_id: str, name: str, category: str) -> dict[str, Any]:
+    return {"id": item_id, "descriptor": {"fr": {"name": name}}, "category_ids": [category],
+            "price": "2.00", "unit": "unit", "stock": 5}
+
+
+# Ids are chosen so that id order and distance order differ: seen from Le Robert, "z-marche-multi"
+# is nearest (its pickup point is there) but sorts last by id.
+LOCATIONS_CATALOGUE: dict[str, Any] = {"providers": [
+    {"id": "a-epicerie-robert", "descriptor": {"fr": {"name": "Épicerie du Robert"}},
+     "location": shop("a-epicerie-robert", ROBERT, "14.6830, -60.9380"),  # ~0.65 km from the pickup point
+     "categories": CATEGORIES,
+     "items": [
+         # Named with the word "fruits" but in the drinks category: a category-name search must not
+         # list them, though their search_text has the word.
+         product("a-jus-fruits-goyave", "Jus de fruits goyave", "boissons"),
+         product("b-jus-fruits-maracuja", "Jus de fruits maracuja", "boissons"),
+         product("c-mangue", "Mangue Julie", "fruits"),
+         product("d-amandes", "Amandes grillées", "fruits-secs"),
+     ]},
+    {"id": "m-jardin-lamentin", "descriptor": {"fr": {"name": "Jardin du Lamentin"}},
+     "location": shop("m-jardin-lamentin", LAMENTIN, "14.6097, -60.9967"),
+     "categories": CATEGORIES[:1],
+     "items": [product("goyave", "Goyave", "fruits"), product("prune-cythere", "Prune de Cythère", "fruits")]},
+    {"id": "z-marche-multi", "descriptor": {"fr": {"name": "Marché multi-sites"}},
+     "location": shop("z-marche-multi", FDF, "14.6030, -61.0690"),
+     "other_locations": [shop("z-marche-multi", ROBERT, LE_ROBERT_PICKUP, "relais-robert")],
+     "fulfillment_types": ["Self-Pickup", "Delivery"],
+     "categories": CATEGORIES,
+     "items": [product("banane", "Banane plantain", "fruits"), product("coco-sec", "Coco sèche", "fruits-secs"),
+               product("ananas", "Ananas Victoria", "fruits")]},
+]}
+
+
+@pytest.fixture
+async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    await upgrade(db_url)
+    engine = create_engine(db_url)
+    factory = session_factory(engine)
+    assert await seed_if_empty(factory, CatalogueFile.model_validate(LOCATIONS_CATALOGUE))
+    try:
+        yield factory
+    finally:
+        await engine.dispose()
+
+
+def beckn_context(city: str = "std:972") -> Context:
+    return Context.model_validate({
+        "domain": "retail", "action": "search", "version": "1.1.0",
+        "location": {"country": {"code": "MTQ"}, "city": {"code": city}},
+        "bap_id": "bap.lakou.test", "bap_uri": "https://bap.lakou.test/beckn",
+        "transaction_id": "1c7a0c4e-0000-4000-8000-000000000001",
+        "message_id": "1c7a0c4e-0000-4000-8000-000000000002",
+        "timestamp": "2026-11-23T10:00:00.000Z", "ttl": "PT30S"})
+
+
+async def answer(sessions: async_sessionmaker[AsyncSession], intent: dict[str, Any] | None, *,
+                 city: str = "std:972", max_items: int = 500) -> list[tuple[str, list[str]]]:
+    """(provider id, [item ids]) in the answer's order."""
+    async with sessions() as session:
+        body = await search_answer(session, beckn_context(city),
+                                   Intent.model_validate(intent) if intent is not None else None,
+                                   max_items=max_items)
+    return [(p["id"], [i["id"] for i in p["items"]]) for p in body["message"]["catalog"]["providers"]]
+
+
+def ids(found: list[tuple[str, list[str]]]) -> list[str]:
+    return [provider for provider, _ in found]
+
+
+async def test_a_merchant_is_found_in_the_commune_of_any_of_its_locations(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    # Le Robert: the grocery's shop and the market's pickup point there; the market's main shop
+    # is in Fort-de-France.
+    assert ids(await answer(sessions, None, city="insee:97222")) == ["a-epicerie-robert", "z-marche-multi"]
+    assert ids(await answer(sessions, None, city="insee:97209")) == ["z-marche-multi"]
+    # The commune of a fulfilment stop counts the same way, and combines with the other criteria.
+    stop_in_robert = {"fulfillment": {"type": "Delivery", "stops": [{"location": {"city": {"code": "insee:97222"}}}]}}
+    assert ids(await answer(sessions, stop_in_robert)) == ["z-marche-multi"]
+    assert await answer(sessions, None, city="insee:97230") == []  # Le Vauclin: nobody there
+
+
+async def test_a_gps_circle_finds_a_merchant_by_any_location_nearest_first(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    near_robert = circle_intent(LE_ROBERT_PICKUP, "1", "km")
+    found = await answer(sessions, near_robert)
+    # The market's pickup point is at the centre (0 km), the grocery ~0.65 km away: nearest first,
+    # whatever their ids.
+    assert ids(found) == ["z-marche-multi", "a-epicerie-robert"]
+    assert found[0][1] == ["ananas", "banane", "coco-sec"]  # items by id within a merchant
+    # Around Fort-de-France the market is found by its main shop; 20 km around Le Robert takes in
+    # everyone, the Lamentin garden (~6 km away) last.
+    assert ids(await answer(sessions, circle_intent(FORT_DE_FRANCE, "1", "km"))) == ["z-marche-multi"]
+    assert ids(await answer(sessions, circle_intent(LE_ROBERT_PICKUP, "20", "km"))) == [
+        "z-marche-multi", "a-epicerie-robert", "m-jardin-lamentin"]
+    assert await answer(sessions, circle_intent("14.4000, -60.8500", "3", "km")) == []
+
+
+async def test_the_answer_is_capped_nearest_merchants_first(sessions: async_sessionmaker[AsyncSession]) -> None:
+    # 9 items match an empty intent. Capped at 4: the first 4 in a stable order (merchant id, item id).
+    found = await answer(sessions, {}, max_items=4)
+    assert found == [("a-epicerie-robert", ["a-jus-fruits-goyave", "b-jus-fruits-maracuja", "c-mangue", "d-amandes"])]
+    found = await answer(sessions, {}, max_items=5)
+    assert found == [("a-epicerie-robert", ["a-jus-fruits-goyave", "b-jus-fruits-maracuja", "c-mangue", "d-amandes"]),
+                     ("m-jardin-lamentin", ["goyave"])]
+    assert sum(len(items) for _, items in await answer(sessions, {}, max_items=9)) == 9
+    # A GPS search keeps the items of the nearest merchants: the market (0 km) before the grocery.
+    found = await answer(sessions, circle_intent(LE_ROBERT_PICKUP, "20", "km"), max_items=4)
+    assert found == [("z-marche-multi", ["ananas", "banane", "coco-sec"]), ("a-epicerie-robert", ["a-jus-fruits-goyave"])]
+    # The cap counts what the other criteria kept: fruit (by category id) near Le Robert.
+    found = await answer(sessions, circle_intent(LE_ROBERT_PICKUP, "20", "km") | {"category": {"id": "fruits"}},
+                         max_items=3)
+    assert found == [("z-marche-multi", ["ananas", "banane"]), ("a-epicerie-robert", ["c-mangue"])]
+
+
+@pytest.mark.parametrize("category, expected", [
+    ({"id": "fruits"}, {"c-mangue", "goyave", "prune-cythere", "banane", "ananas"}),
+    ({"id": "fruits-secs"}, {"d-amandes", "coco-sec"}),
+    ({"id": "secs"}, set()),  # a suffix of an id is not an id
+    ({"id": "fruit"}, set()),  # nor a prefix
+    ({"descriptor": {"name": "Dried fruit"}}, {"d-amandes", "coco-sec"}),
+    ({"descriptor": {"name": "secs"}}, {"d-amandes", "coco-sec"}),
+    # "fruits" starts the names of both fruit categories, not of the drinks category, whatever
+    # the drinks' own names say.
+    ({"descriptor": {"name": "FRUITS"}}, {"c-mangue", "goyave", "prune-cythere", "banane", "ananas", "d-amandes",
+                                          "coco-sec"}),
+    ({"descriptor": {"name": "goyave"}}, set()),  # an item's name is not a category's
+])
+async def test_category_by_id_and_by_name_is_exact(sessions: async_sessionmaker[AsyncSession],
+                                                   category: dict[str, Any], expected: set[str]) -> None:
+    found = await answer(sessions, {"category": category})
+    assert {item for _, items in found for item in items} == expected
+
+
+async def test_a_capped_category_name_search_counts_only_true_matches(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    # The grocery's two fruit juices come first by id and have the word in their search text; the
+    # exact check drops them and the search reads on, so the cap is filled with real matches.
+    found = await answer(sessions, {"category": {"descriptor": {"name": "fruits"}}}, max_items=2)
+    assert found == [("a-epicerie-robert", ["c-mangue", "d-amandes"])]
+    found = await answer(sessions, {"category": {"descriptor": {"name": "fruits"}}}, max_items=3)
+    assert found == [("a-epicerie-robert", ["c-mangue", "d-amandes"]), ("m-jardin-lamentin", ["goyave"])]
+
+
+def test_over_http_a_pickup_point_finds_its_merchant_and_is_listed(spec: Spec, tmp_path: Path) -> None:
+    (tmp_path / "catalogue.json").write_text(json.dumps(LOCATIONS_CATALOGUE, ensure_ascii=False), encoding="utf-8")
+    with network(spec, tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'lakou.db'}",
+                 bpp_catalogue=str(tmp_path / "catalogue.json")) as net:
+        # Every callback is checked against the BPP's signature and transaction.yaml by `search`.
+        by_city = search(net, {"fulfillment": {"stops": [{"location": {"city": {"code": "insee:97222"}}}]}})
+        assert providers(by_city) == {"a-epicerie-robert", "z-marche-multi"}
+        by_gps = search(net, circle_intent(LE_ROBERT_PICKUP, "300", "m"))
+        assert [p["id"] for p in by_gps["message"]["catalog"]["providers"]] == ["z-marche-multi"]
+        market = by_gps["message"]["catalog"]["providers"][0]
+        # The answer shows the location that matched among the merchant's locations.
+        assert {location["id"] for location in market["locations"]} >= {"z-marche-multi-relais-robert"}
+
+
+
+def test_the_live_bpp_caps_an_answer_at_its_max_items_setting(spec: Spec, tmp_path: Path) -> None:
+    """LAKOU_BPP_SEARCH_MAX_ITEMS reaches the BPP's search handler: a whole-catalogue search of the
+    25 demo items, capped at 7, lists 7 items, still paged into callbacks of at most 3."""
+    with network(spec, tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'lakou.db'}",
+                 bpp_search_max_items=7, bpp_search_page_items=3) as net:
+        first = search(net, {})
+        pages = all_pages(net, first["context"]["message_id"], count=3)  # 3 + 3 + 1
+        assert len(union(pages)) == 7

@@ -26,7 +26,7 @@ import pytest
 import yaml
 from nacl.public import PrivateKey
 from nacl.signing import SigningKey
-from sqlalchemy import MetaData, func, select
+from sqlalchemy import MetaData, func, select, update
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -386,8 +386,9 @@ def test_search_by_category_provider_and_commune(shared: Network) -> None:
     sainte_marie = search(shared, {}, city="insee:97228")["message"]["catalog"]["providers"]
     assert [p["id"] for p in sainte_marie] == ["distillerie-sainte-marie"]
     stop = {"fulfillment": {"stops": [{"type": "end", "location": {"city": {"code": "insee:97209"}}}]}}
+    # The Lamentin market garden also has a stall in Fort-de-France (one of its other locations).
     assert {p["id"] for p in search(shared, stop)["message"]["catalog"]["providers"]} == {
-        "boulangerie-fort-de-france"}
+        "boulangerie-fort-de-france", "jardin-lamentin"}
     # Free text also matches the merchant's name, and every word must match.
     assert set(found_items(search(shared, {"descriptor": {"name": "vivaneau Robert"}}))) == {"vivaneau-kg"}
 
@@ -576,6 +577,30 @@ def test_concurrent_confirms_of_one_transaction_make_one_order(net: Network) -> 
     assert net.query(select(func.count()).select_from(BppOrder))[0][0] == 1
 
 
+def test_confirm_of_a_quote_that_no_longer_holds_is_40003_and_changes_nothing(net: Network) -> None:
+    """The buyer confirms what on_init showed: a price changed in between refuses the confirm."""
+    transaction_id = str(uuid.uuid4())
+    initialised = net.call("init", confirm_message("pecherie-robert", ("chatrou-kg", 2)),
+                           transaction_id=transaction_id)["message"]["order"]
+    assert initialised["quote"]["price"]["value"] == "30.00"
+    net.query(update(BppItem).where(BppItem.id == "chatrou-kg").values(price=Decimal("19.90"))
+              .returning(BppItem.id), commit=True)  # the fishmonger raises the octopus price
+    stock = net.stock("chatrou-kg")
+
+    refused = net.call("confirm", {"order": initialised}, transaction_id=transaction_id)
+    assert refused["error"]["code"] == "40003"
+    assert refused["error"]["paths"] == "message.order.quote.price.value"
+    assert "39.80" in refused["error"]["message"]
+    assert net.stock("chatrou-kg") == stock
+    assert net.query(select(func.count()).select_from(BppOrder))[0][0] == 0
+
+    # init again shows the new price; confirming that quote places the order.
+    again = net.call("init", confirm_message("pecherie-robert", ("chatrou-kg", 2)),
+                     transaction_id=transaction_id)["message"]["order"]
+    placed = net.call("confirm", {"order": again}, transaction_id=transaction_id)["message"]["order"]
+    assert placed["quote"]["price"]["value"] == "39.80" and placed["status"] == "ACTIVE"
+
+
 def test_confirm_beyond_stock_is_40002_and_changes_nothing(net: Network) -> None:
     before = {item: net.stock(item) for item in ("rhum-hors-d-age-70cl", "shrubb-50cl")}
     answer = net.call("confirm", confirm_message("distillerie-sainte-marie", ("shrubb-50cl", 2),
@@ -662,9 +687,9 @@ def test_bad_requests_are_nacked_with_code_and_path(shared: Network) -> None:
     response = shared.post("status", no_order_id)
     assert response.status_code == 400 and response.json()["error"]["paths"] == "message.order_id"
 
-    # Actions this BPP does not serve yet are not routes at all.
-    assert shared.post("update", {"context": shared.context("update"),
-                                  "message": {"update_target": "billing", "order": {}}}).status_code == 404
+    # A BPP serves the ten Beckn requests; the callbacks are the BAP's, not routes here at all.
+    assert shared.post("on_status", {"context": shared.context("on_status"),
+                                     "message": {"order": {"id": "LKU-0000000000"}}}).status_code == 404
 
 
 # ------------------------------------------------------------------------------ JSON API, health
