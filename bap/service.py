@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bap import messages
 from bap.correlation import Correlator, Waiters
+from bap.i18n import citizen_message, request_language
 from bap.offers import error_of, flatten_catalog, order_state, payments_of, quote_of
 from bap.settings import BapSettings
 from bap.tables import BapCallback, BapRequest, BapTransaction, CallbackStatus
@@ -28,17 +29,29 @@ from beckn.store.tables import OutboxMessage, OutboxStatus
 
 
 class ApiError(Exception):
-    """A refusal the API reports as `{"error": {"code", "message", ...}}` with `status`."""
+    """A refusal the API reports as `{"error": {"code", "message", "detail", ...}}` with `status`.
 
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+    `message` in the body is for the citizen, in their language (`bap.i18n.citizen_message` of
+    `code`); `detail` is English for developers: the `message` given here, unless `detail` is.
+    `lang` is the cart's or search's language, used when the request has no Accept-Language;
+    `citizen` overrides the catalogue's text with one already localised.
+    """
+
+    def __init__(self, status: int, code: str, message: str, *, lang: str | None = None,
+                 detail: str | None = None, citizen: str | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
-        self.message = message
+        self.message = message  # English, for developers
+        self.detail = detail if detail is not None else message
+        self.lang = lang
+        self.citizen = citizen
         self.extra = extra
 
-    def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, **self.extra}}
+    def body(self, lang: str | None = None) -> dict[str, Any]:
+        language = lang or request_language(None, fallback=self.lang)
+        return {"error": {"code": self.code, "message": self.citizen or citizen_message(self.code, language),
+                          "detail": self.detail, **self.extra}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +73,7 @@ class BapService:
         self.waiters = Waiters()
         self.correlator = Correlator(node.sessions, self.waiters)
         self._gateway: tuple[str, float] | None = None
+        self.merchants: Any = None  # bap.merchant_verification.MerchantVerifier, set by create_app
 
     # ------------------------------------------------------------------ gateway
 
@@ -152,7 +166,8 @@ class BapService:
             await self.waiters.until(transaction_id, news, deadline=deadline,
                                      poll=self.settings.bap_poll_interval_seconds)
         callbacks = await self.search_callbacks(transaction_id)
-        offers = [offer for cb in callbacks for offer in flatten_catalog(cb.bpp_id, cb.bpp_uri, cb.message)]
+        offers = [offer for cb in callbacks
+                  for offer in flatten_catalog(cb.bpp_id, cb.bpp_uri, cb.message, merchants=self.merchants)]
         return {
             "transaction_id": transaction_id,
             "message_id": search.message_id,
@@ -204,27 +219,57 @@ class BapService:
                 .order_by(BapCallback.id).limit(1)
             )).scalar_one_or_none()
             if callback is not None:
-                return _answer(request, callback)
+                lang = await _language(session, request.transaction_id) if callback.error else None
+                return _answer(request, callback, lang)
             outbox = (await session.execute(
                 select(OutboxMessage.status, OutboxMessage.response_status, OutboxMessage.response_body,
                        OutboxMessage.last_error)
                 .where(OutboxMessage.message_id == request.message_id, OutboxMessage.action == request.action)
             )).first()
-        base = {"action": f"on_{request.action}", "message_id": request.message_id}
-        if outbox is not None and outbox.status in (OutboxStatus.FAILED.value, OutboxStatus.EXPIRED.value):
-            code, text = _nack_error(outbox.response_body)
-            reason = text or outbox.last_error or "the BPP could not be reached"
-            return Outcome(502, {**base, "status": "failed", "error": {
-                "code": code or "bpp_unreachable", "message": f"the BPP did not accept the {request.action}: {reason}",
-                "http_status": outbox.response_status}})
-        if datetime.now(UTC) > request.expires_at:
-            return Outcome(504, {**base, "status": "expired", "error": {
-                "code": "20009", "message": f"the BPP did not answer the {request.action} within its ttl "
-                f"(until {iso(request.expires_at)})"}})
+            base = {"action": f"on_{request.action}", "message_id": request.message_id}
+            if outbox is not None and outbox.status in (OutboxStatus.FAILED.value, OutboxStatus.EXPIRED.value):
+                code, text = _nack_error(outbox.response_body)
+                reason = text or outbox.last_error or "the BPP could not be reached"
+                code = code or "bpp_unreachable"
+                lang = await _language(session, request.transaction_id)
+                return Outcome(502, {**base, "status": "failed", "error": {
+                    "code": code, "message": citizen_message(code, lang),
+                    "detail": f"the BPP did not accept the {request.action}: {reason}",
+                    "http_status": outbox.response_status}})
+            if datetime.now(UTC) > request.expires_at:
+                # Late answers are still recorded (bap_callback.status = late) but never shown.
+                lang = await _language(session, request.transaction_id)
+                return Outcome(504, {**base, "status": "expired", "error": {
+                    "code": "timeout", "message": citizen_message("timeout", lang),
+                    "detail": f"the BPP did not answer the {request.action} within its ttl "
+                              f"(until {iso(request.expires_at)})"}})
         return None
 
 
-def _answer(request: BapRequest, callback: BapCallback) -> Outcome:
+async def _language(session: AsyncSession, transaction_id: str) -> str:
+    """The citizen's language for an answer: Accept-Language, else the cart's or its search's."""
+    transaction = await session.get(BapTransaction, transaction_id)
+    fallback = None
+    if transaction is not None:
+        fallback = transaction.lang or (transaction.search or {}).get("lang")
+        if not fallback and transaction.search_id:
+            search = await session.get(BapTransaction, transaction.search_id)
+            fallback = (search.search or {}).get("lang") if search is not None else None
+    return request_language(None, fallback=fallback)
+
+
+def localised_error(error: Any, lang: str | None) -> dict[str, Any] | None:
+    """A BPP's callback `error` for the citizen: `message` in their language from the code,
+    the BPP's own words in `detail`."""
+    found = error_of(error)
+    if found is None:
+        return None
+    code = str(found.get("code") or "")
+    return {"code": found.get("code"), "message": citizen_message(code, lang or request_language(None)),
+            "detail": found.get("message"), "path": found.get("path")}
+
+
+def _answer(request: BapRequest, callback: BapCallback, lang: str | None = None) -> Outcome:
     message = callback.message or {}
     order = message.get("order") if isinstance(message.get("order"), dict) else None
     body: dict[str, Any] = {
@@ -235,7 +280,7 @@ def _answer(request: BapRequest, callback: BapCallback) -> Outcome:
         "received_at": iso(callback.received_at),
         "quote": quote_of(order),
         "order": order,
-        "error": error_of(callback.error),
+        "error": localised_error(callback.error, lang),
     }
     if request.action == "init":
         payments = payments_of(order)

@@ -28,8 +28,9 @@ class CallbackStatus(StrEnum):
 
 
 class BapSession(StoreModel, table=True):
-    """An anonymous citizen-app session. Only the token's SHA-256 is stored: a database leak
-    must not hand out live sessions. `account_id` links a citizen account later (identity issue)."""
+    """A citizen-app session, anonymous until a login through Martinique Connect sets `account_id`
+    ("<issuer> <sub>"). Only the token's SHA-256 is stored: a database leak must not hand out live
+    sessions."""
 
     __tablename__ = "bap_session"
 
@@ -38,12 +39,23 @@ class BapSession(StoreModel, table=True):
     created_at: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
     expires_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     account_id: str | None = Field(default=None, sa_column=Column(String, nullable=True, index=True))
+    # How and when the citizen logged in (the ID token's `acr` and `auth_time`): set with account_id
+    # when the app completes the login (/auth/complete), cleared with it at logout; /auth/me reads
+    # them from here (any process).
+    acr: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    auth_time: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    # The pending login of this session (bap.api.auth): a random value set by POST /auth/login and
+    # sealed into its state and then its login code; cleared when a code is used. So a login code
+    # works once, and only for the latest login the session started. Not a secret on its own: a
+    # code cannot be made without the BAP's key.
+    login_nonce: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
 
 
 class BapTransaction(StoreModel, table=True):
-    """One Beckn transaction (search → select → init → confirm → status) of one session."""
+    """One Beckn transaction of one session: a search, or a cart (select → init → confirm → order)."""
 
     __tablename__ = "bap_transaction"
+    __table_args__ = (Index("ix_bap_transaction_session_id_confirmed_at", "session_id", "confirmed_at"),)
 
     id: str = Field(sa_column=Column(String(36), primary_key=True))  # the Beckn transaction_id
     session_id: int = Field(
@@ -64,6 +76,15 @@ class BapTransaction(StoreModel, table=True):
     order_id: str | None = Field(default=None, sa_column=Column(String, nullable=True))
     state: str | None = Field(default=None, sa_column=Column(String, nullable=True))
     last_action: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
+    # A cart is a transaction of its own, made from a search (`search_id`: that search's transaction):
+    # one order per transaction, so two carts from one search never become one order at the BPP.
+    search_id: str | None = Field(default=None, sa_column=Column(String(36), nullable=True, index=True))
+    lang: str | None = Field(default=None, sa_column=Column(String(8), nullable=True))
+    # What the citizen gave at checkout, kept to send again (update) and to show in the app. Personal
+    # data: it goes only to the chosen BPP, is never logged, and only this session can read it.
+    billing: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    checkout: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    confirmed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
 
 
 class BapRequest(StoreModel, table=True):

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from bap import messages
 from bap.api.schemas import ActionOut, ErrorBody, InitIn, PendingOut, SelectIn, WaitIn
 from bap.api.sessions import NOT_FOUND, UNAUTHORIZED, CurrentSession, service
+from bap.auth import customer_did
 from bap.service import ApiError, BapService, Outcome, iso
 from bap.tables import BapRequest, BapTransaction
 
@@ -88,7 +89,8 @@ async def init(transaction_id: str, body: InitIn, request: Request, citizen: Cur
     if fulfillment["type"] == "delivery" and not fulfillment.get("address"):
         fulfillment["address"] = body.billing.address
     message = messages.init_message(transaction.provider_id, transaction.items, body.billing.model_dump(),
-                                    fulfillment, transaction.order)
+                                    fulfillment, transaction.order,
+                                    person_id=customer_did(svc.settings, citizen.account_id, transaction.bpp_id))
     return await _send_and_wait(svc, transaction, "init", message, body.wait_ms, last_action="init")
 
 
@@ -104,7 +106,8 @@ async def confirm(
         raise ApiError(409, "already_confirmed", f"order {transaction.order_id} is already confirmed")
     if transaction.last_action != "on_init" or not transaction.order:
         raise ApiError(409, "init_first", "init must be answered by the BPP (on_init) before confirm")
-    return await _send_and_wait(svc, transaction, "confirm", messages.confirm_message(transaction.order),
+    return await _send_and_wait(svc, transaction, "confirm", messages.confirm_message(
+        transaction.order, person_id=customer_did(svc.settings, citizen.account_id, transaction.bpp_id)),
                                 body.wait_ms, last_action="confirm")
 
 
