@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -127,3 +131,110 @@ def running_network(root: Path) -> Iterator[Network]:
         yield network
     finally:
         network.stop_all()
+
+
+class DelayingProxy:
+    """A slow network link: an HTTP/1.1 proxy on 127.0.0.1 that holds chosen requests before passing
+    them on, unchanged. Real bytes, real sockets, real (signed) requests: only time is added.
+
+    It serves two directions at once. Requests in origin form (`POST /beckn/search`) go to `upstream`:
+    register the proxy's `url` as a service's public URL and the network reaches the service through
+    it. Requests in absolute form (`POST http://host:port/beckn/on_search`) go to that host: set the
+    proxy as a process's `HTTP_PROXY` and the process's outgoing calls go through it (httpx honours it).
+    `delays` maps a path suffix (`/search`, `/on_search`) to seconds; it may change at any time.
+    `seen` lists (method, url, delay) of every request passed on.
+    """
+
+    def __init__(self, upstream_port: int | None = None, delays: dict[str, float] | None = None) -> None:
+        self.upstream_port = upstream_port
+        self.delays: dict[str, float] = dict(delays or {})
+        self.seen: list[tuple[str, str, float]] = []
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> DelayingProxy:
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
+            self.port = self._server.sockets[0].getsockname()[1]
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="delaying-proxy", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("the proxy did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+
+        def close() -> None:
+            if self._server is not None:
+                self._server.close()
+            for task in asyncio.all_tasks(self._loop):
+                task.cancel()
+            self._loop.call_later(0.05, self._loop.stop)
+
+        self._loop.call_soon_threadsafe(close)
+        self._thread.join(5)
+        self._thread = None
+
+    def _delay_for(self, path: str) -> float:
+        bare = path.split("?", 1)[0]
+        return next((seconds for suffix, seconds in list(self.delays.items()) if bare.endswith(suffix)), 0.0)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                    return
+                request_line, *lines = head[:-4].decode("latin-1").split("\r\n")
+                method, target, _ = request_line.split(" ", 2)
+                headers = [tuple(part.strip() for part in line.split(":", 1)) for line in lines if ":" in line]
+                length = int(next((v for k, v in headers if k.lower() == "content-length"), "0"))
+                body = await reader.readexactly(length) if length else b""
+                if target.startswith("http://"):
+                    parts = urlsplit(target)
+                    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+                    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+                else:
+                    host, port, path = "127.0.0.1", self.upstream_port or 0, target
+                delay = self._delay_for(path)
+                self.seen.append((method, f"http://{host}:{port}{path}", delay))
+                if delay:
+                    await asyncio.sleep(delay)
+                kept = [(k, v) for k, v in headers
+                        if k.lower() not in ("host", "connection", "proxy-connection", "keep-alive")]
+                out = "".join([f"{method} {path} HTTP/1.1\r\n", f"Host: {host}:{port}\r\n",
+                               *(f"{k}: {v}\r\n" for k, v in kept), "Connection: close\r\n\r\n"])
+                try:
+                    up_reader, up_writer = await asyncio.open_connection(host, port)
+                except OSError:
+                    writer.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    await writer.drain()
+                    return
+                up_writer.write(out.encode("latin-1") + body)
+                await up_writer.drain()
+                response = await up_reader.read()  # the upstream closes: we asked for Connection: close
+                up_writer.close()
+                writer.write(response)
+                await writer.drain()
+                if b"connection: close" in response.split(b"\r\n\r\n", 1)[0].lower():
+                    return
+        except (ConnectionError, OSError, asyncio.CancelledError):
+            return
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()

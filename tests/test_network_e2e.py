@@ -177,7 +177,7 @@ def _lakou(*args: str, **kwargs: Any) -> subprocess.Popen[str]:
 
 
 def test_lakou_up_runs_the_network_and_lakou_demo_completes_then_ctrl_c_stops_it(tmp_path: Path) -> None:
-    ports = {name: free_port() for name in ("registry", "gateway", "bpp", "bap",
+    ports = {name: free_port() for name in ("registry", "gateway", "bpp", "bap", "connect",
                                            "guadeloupe-registry", "guadeloupe-bpp")}
     up = _lakou("up", "--data-dir", str(tmp_path / "data"), "--with-guadeloupe",
                 *(a for n, p in ports.items() for a in (f"--{n}-port", str(p))), start_new_session=True)

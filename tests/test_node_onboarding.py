@@ -262,4 +262,7 @@ def test_lakou_up_lets_bap_and_bpp_subscribe_and_registers_the_gateway_as_operat
     # On another interface the registry would refuse a *.localhost id with that URL: admin API for all.
     lan = network_environment(tmp_path / "lan", "192.0.2.10", dict(DEFAULT_PORTS), "demo")
     assert all(env.get("LAKOU_REGISTRY_ADMIN_TOKEN") and "LAKOU_REGISTRY_SUBSCRIBE" not in env
-               for env in lan.values())
+               for service, env in lan.items() if service is not Service.connect)
+    # Martinique Connect is no Beckn participant: no operator token, no subscription.
+    assert not {"LAKOU_REGISTRY_ADMIN_TOKEN", "LAKOU_REGISTRY_SUBSCRIBE"} & set(lan[Service.connect])
+    assert local[Service.connect]["LAKOU_CONNECT_ISSUER"] == f"http://127.0.0.1:{DEFAULT_PORTS[Service.connect]}"

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Column, Integer, MetaData, delete, func, select
+from alembic import command
+from sqlalchemy import JSON, Column, Integer, MetaData, Numeric, String, column, delete, func, insert, select, table
 from sqlalchemy.exc import IntegrityError, StatementError
 from typer.testing import CliRunner
 
 from beckn.cli import app as cli_app
 from beckn.store.db import (
+    alembic_config,
     create_engine,
     current_revision,
     database_url,
@@ -23,9 +27,10 @@ from beckn.store.db import (
     session_factory,
     upgrade,
 )
-from beckn.store.tables import DeliveryAttempt, InboundMessage, OutboxMessage, metadata
+from beckn.store.tables import DeliveryAttempt, InboundMessage, OutboxMessage, UTCDateTime, metadata
 import bap.tables  # noqa: F401  (each service registers its tables in `metadata`)
 import bpp.tables  # noqa: F401
+import did.connect.tables  # noqa: F401
 import registry.tables  # noqa: F401
 
 
@@ -238,3 +243,70 @@ def test_cli_upgrade_and_current(db_url: str, tmp_path: Path, monkeypatch: pytes
 
     bad = runner.invoke(cli_app, ["db", "upgrade", "--db", "mysql://u@h/db"])
     assert bad.exit_code == 2 and "unsupported database 'mysql'" in bad.output
+
+
+async def _migrate_to(url: str, revision: str) -> None:
+    """Bring the schema at `url` to `revision` (not head), as `upgrade` does for head."""
+    engine = create_engine(url)
+    config = alembic_config(url)
+    try:
+        async with engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")  # batch migrations rebuild tables
+
+            def run(connection: Any) -> None:
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+
+            await conn.run_sync(run)
+            await conn.commit()
+    finally:
+        await engine.dispose()
+
+
+async def test_0010_moves_cancellations_and_ratings_out_of_the_fulfillment_json(db_url: str) -> None:
+    from bpp.tables import BppOrder
+
+    await _migrate_to(db_url, "0009")
+    now = datetime.now(UTC)
+    # The tables as revision 0009 has them (the models already have 0010's columns).
+    provider = table("bpp_provider", *(column(name, JSON) for name in ("descriptor", "location", "categories",
+                                                                       "fulfillment_types")),
+                     column("id", String), column("city_code", String), column("search_text", String),
+                     column("created_at", UTCDateTime), column("updated_at", UTCDateTime))
+    order = table("bpp_order", *(column(name, String) for name in (
+        "id", "transaction_id", "confirm_message_id", "bap_id", "bap_uri", "provider_id", "status", "lang",
+        "currency")), *(column(name, JSON) for name in ("billing", "fulfillment", "payment", "quote")),
+        column("total", Numeric(12, 2)), column("created_at", UTCDateTime), column("updated_at", UTCDateTime))
+    cancellation = {"time": "2026-11-20T10:00:00.000Z", "cancelled_by": "CONSUMER",
+                    "reason": {"id": "002", "descriptor": {"code": "002", "name": "Commande passée par erreur"}}}
+    ratings = [{"rating_category": "Provider", "id": "jardin-lamentin", "value": "4", "time": "2026-11-21T09:00:00Z"}]
+    state = {"descriptor": {"code": "CANCELLED"}, "updated_at": "2026-11-20T10:00:00.000Z"}
+    engine = create_engine(db_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(insert(provider).values(
+                id="jardin-lamentin", descriptor={"fr": {"name": "Jardin"}}, location={"id": "l1"}, categories=[],
+                fulfillment_types=["Self-Pickup"], city_code="insee:97213", search_text="jardin",
+                created_at=now, updated_at=now))
+            common = dict(transaction_id="t", confirm_message_id="m", bap_id="bap", bap_uri="https://bap.mq/beckn",
+                          provider_id="jardin-lamentin", lang="fr", currency="EUR", billing={"name": "Léa"},
+                          payment={}, quote={}, total=Decimal("4.20"), created_at=now, updated_at=now)
+            await conn.execute(insert(order).values(
+                id="LKU-OLD", status="CANCELLED", **common | {"transaction_id": "t1"},
+                fulfillment={"id": "f", "type": "Self-Pickup", "state": state,
+                             "lakou": {"cancellation": cancellation, "ratings": ratings}}))
+            await conn.execute(insert(order).values(
+                id="LKU-PLAIN", status="ACTIVE", **common | {"transaction_id": "t2"},
+                fulfillment={"id": "f", "type": "Self-Pickup"}))
+        await upgrade(db_url)
+        async with session_factory(engine)() as session:
+            old = await session.get(BppOrder, "LKU-OLD")
+            plain = await session.get(BppOrder, "LKU-PLAIN")
+    finally:
+        await engine.dispose()
+    assert old is not None and plain is not None
+    assert old.cancellation == cancellation and old.ratings == ratings
+    assert old.fulfillment == {"id": "f", "type": "Self-Pickup", "state": state}  # the private key is gone
+    assert (plain.cancellation, plain.ratings) == (None, None)
+    assert plain.fulfillment == {"id": "f", "type": "Self-Pickup"}

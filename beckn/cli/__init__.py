@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from beckn.cli import crypto, db, network, node, openapi, serve
+from beckn.cli import connect, crypto, db, did, network, node, openapi, serve
 from registry import cli as registry_cli
 
 app = typer.Typer(
@@ -22,6 +22,8 @@ registry_cli.register(app)
 serve.register(app)
 network.register(app)
 openapi.register(app)
+connect.register(app)
+did.register(app)
 
 
 def main() -> None:

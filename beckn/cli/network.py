@@ -109,7 +109,9 @@ def plan_network(
         if service is Service.registry:
             env.update(LAKOU_REGISTRY_AUTO_APPROVE="true")
         if service is Service.bpp:
-            env.update(LAKOU_BPP_ADMIN_TOKEN=bpp_token)
+            # The sandbox processor: demo merchants accepting PRE-ORDER give checkout links that
+            # "pay" at the press of a button (bpp.payments.sandbox); no money moves.
+            env.update(LAKOU_BPP_ADMIN_TOKEN=bpp_token, LAKOU_BPP_PAYMENT_PROCESSOR="sandbox")
         env.update(extra)
         return PlannedNode(name, service, port, env, registry)
 
@@ -126,6 +128,12 @@ def plan_network(
         node("bpp", Service.bpp, ports[Service.bpp], "registry", registry_port, LAKOU_BPP_CATALOGUE=catalogue),
         node("bap", Service.bap, ports[Service.bap], "registry", registry_port),
     ]
+    # Martinique Connect (the OpenID Provider) is no Beckn participant: no registry, no admin token.
+    connect_port = ports.get(Service.connect, DEFAULT_PORTS[Service.connect])
+    connect = node("connect", Service.connect, connect_port, None, registry_port,
+                   LAKOU_CONNECT_ISSUER=f"http://{host}:{connect_port}")
+    connect.env.pop("LAKOU_REGISTRY_ADMIN_TOKEN", None)
+    plan.append(connect)
     if guadeloupe_ports is not None:
         plan.append(node(f"bpp-{GUADELOUPE}", Service.bpp, guadeloupe_ports[Service.bpp], f"registry-{GUADELOUPE}",
                          guadeloupe_ports[Service.registry], LAKOU_COUNTRY=GUADELOUPE_COUNTRY,
@@ -241,6 +249,7 @@ def register(app: typer.Typer) -> None:
         gateway_port: int = typer.Option(DEFAULT_PORTS[Service.gateway]),
         bpp_port: int = typer.Option(DEFAULT_PORTS[Service.bpp]),
         bap_port: int = typer.Option(DEFAULT_PORTS[Service.bap]),
+        connect_port: int = typer.Option(DEFAULT_PORTS[Service.connect]),
         catalogue: str = typer.Option("demo", help="BPP catalogue seed: 'demo', a JSON file, or '' for none."),
         with_guadeloupe: bool = typer.Option(
             False, "--with-guadeloupe",
@@ -249,9 +258,9 @@ def register(app: typer.Typer) -> None:
         guadeloupe_bpp_port: int = typer.Option(GUADELOUPE_PORTS[Service.bpp]),
         startup_timeout: float = typer.Option(60.0, help="Seconds each service may take to become healthy."),
     ) -> None:
-        """Run the whole Martinique demo network (registry, gateway, BPP, BAP) until Ctrl-C."""
+        """Run the whole Martinique demo network (registry, gateway, BPP, BAP, Martinique Connect) until Ctrl-C."""
         ports = {Service.registry: registry_port, Service.gateway: gateway_port,
-                 Service.bpp: bpp_port, Service.bap: bap_port}
+                 Service.bpp: bpp_port, Service.bap: bap_port, Service.connect: connect_port}
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         partner_ports = ({Service.registry: guadeloupe_registry_port, Service.bpp: guadeloupe_bpp_port}
                          if with_guadeloupe else None)
