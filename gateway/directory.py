@@ -25,10 +25,17 @@ _CacheKey = tuple[tuple[str, str], ...]
 
 
 def field_matches(registered: str | None, wanted: str | None) -> bool:
-    """A registered domain/city/country matches when it is blank (serves everything) or equal."""
-    if registered is None or registered.strip() in _WILDCARDS or wanted is None:
+    """A registered domain/city/country matches when it is blank (serves everything) or equal; a
+    wanted "*" (ONDC's "the whole country", sent by a search that names no commune, e.g. "near
+    me") matches every registration."""
+    if registered is None or registered.strip() in _WILDCARDS or wanted is None or wanted.strip() in _WILDCARDS:
         return True
     return registered.strip() == wanted.strip()
+
+
+def _criterion(wanted: str | None) -> str | None:
+    """A lookup criterion: "*" asks for every registration, which a registry spells as no criterion."""
+    return None if wanted is None or wanted.strip() in _WILDCARDS else wanted
 
 
 def url_host(url: str | None) -> str:
@@ -79,7 +86,7 @@ class Directory:
             records = await self._lookup(type="BPP", subscriber_id=bpp_id)
             return _unique([r for r in records if r.subscriber_id == bpp_id and field_matches(r.domain, domain)
                             and self._routable(r, "BPP")])
-        records = await self._lookup(type="BPP", domain=domain, city=city, country=country)
+        records = await self._lookup(type="BPP", domain=domain, city=_criterion(city), country=_criterion(country))
         matching = [
             r for r in records
             if self._routable(r, "BPP") and field_matches(r.domain, domain) and field_matches(r.city, city)
