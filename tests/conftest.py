@@ -20,6 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_SPECS = ROOT.parent / "shared" / "specs"
 TRANSACTION_YAML = SHARED_SPECS / "beckn-core-1.1.1" / "transaction.yaml"
+TLOG_VECTORS = ROOT.parent / "shared" / "research" / "tlog-vectors.json"  # RFC 6962/9162 known answers
 
 POSTGRES_URL = os.environ.get(
     "LAKOU_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"

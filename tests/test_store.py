@@ -30,6 +30,7 @@ from beckn.store.db import (
 from beckn.store.tables import DeliveryAttempt, InboundMessage, OutboxMessage, UTCDateTime, metadata
 import bap.tables  # noqa: F401  (each service registers its tables in `metadata`)
 import bpp.tables  # noqa: F401
+import beckn.tlog.tables  # noqa: F401
 import did.connect.tables  # noqa: F401
 import registry.tables  # noqa: F401
 
