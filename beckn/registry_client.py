@@ -36,6 +36,7 @@ import httpx
 import nacl.signing
 
 from beckn.keys import KeyFormatError, load_verify_key
+from beckn.tlog.note import ED25519, NoteError, NoteVerifier
 
 __all__ = [
     "InvalidRecord",
@@ -103,6 +104,9 @@ class SubscriberRecord:
     updated: datetime | None
     raw: Mapping[str, Any] = field(repr=False, compare=False)
     defects: tuple[str, ...] = ()
+    # The subscriber's transaction-log key (issue 8), a C2SP note vkey, when the registry publishes
+    # one; None if absent or unparseable (a bad log key must not make the Beckn key unusable).
+    log_vkey: str | None = None
 
     def usable_at(self, at: datetime) -> str | None:
         """None if this key may verify a signature made at `at`, else why not.
@@ -182,7 +186,19 @@ def normalise_record(raw: Mapping[str, Any]) -> SubscriberRecord:
         updated=_lenient_time(raw.get("updated")),
         raw=raw,
         defects=tuple(defects),
+        log_vkey=_log_vkey(raw.get("log_vkey")),
     )
+
+
+def _log_vkey(value: Any) -> str | None:
+    """A published log key if it parses as an Ed25519 note verifier key (type 0x01), else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        verifier = NoteVerifier.from_vkey(value)
+    except NoteError:
+        return None
+    return value if verifier.sig_type == ED25519 else None
 
 
 def _first_str(raw: Mapping[str, Any], names: Iterable[str]) -> str | None:

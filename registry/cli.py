@@ -96,6 +96,8 @@ def register(app: typer.Typer) -> None:
         encr_public_key: str = typer.Option(None, help="X25519 public key (instead of --keys-file)."),
         unique_key_id: str = typer.Option(None, help="Key id (instead of --keys-file)."),
         valid_days: int = typer.Option(365, min=1, help="Key validity from now, in days."),
+        log_vkey: str = typer.Option(None, help="Its transaction-log key, a C2SP note verifier key "
+                                                "(<name>+<key ID>+<base64>), published with this key."),
         db: str = typer.Option(None, help="Database URL (default: $LAKOU_DATABASE_URL or SQLite in the data dir)."),
         data_dir: Path = typer.Option(None, help="Data directory (default: $LAKOU_DATA_DIR or ./data)."),
     ) -> None:
@@ -129,6 +131,7 @@ def register(app: typer.Typer) -> None:
             "country": settings.country if country is None else country,
             **keys,
             "valid_from": now.isoformat(), "valid_until": (now + timedelta(days=valid_days)).isoformat(),
+            **({"log_vkey": log_vkey} if log_vkey is not None else {}),
         }
         try:
             registration = Registration.model_validate(record)

@@ -214,4 +214,7 @@ def subscription_json(participant: RegistryParticipant, key: RegistryKey) -> dic
         "key_id": key.unique_key_id,
         # Only history lookups can return a revoked key (one revoked after their valid_at).
         **({"revoked_at": wire_time(key.revoked_at)} if key.revoked_at is not None else {}),
+        # The transaction-log key (issue 8), only when published: an extra field every dialect's
+        # client ignores, so ONDC and core lookups keep their shape.
+        **({"log_vkey": key.log_vkey} if key.log_vkey is not None else {}),
     }

@@ -84,6 +84,7 @@ _ENTITY_PATHS = {
     "encr_public_key": f"{_KEY_PAIR}.encryption_public_key",
     "valid_from": f"{_KEY_PAIR}.valid_from",
     "valid_until": f"{_KEY_PAIR}.valid_until",
+    "log_vkey": f"{_KEY_PAIR}.log_vkey",
 }
 _ENTRY_PATHS = {"url": "subscriber_url", "type": "type", "domain": "domain", "city": "city_code"}
 
@@ -220,7 +221,8 @@ def translate_ondc(payload: Mapping[str, Any]) -> OndcSubscription:
     key = {"subscriber_id": subscriber_id, "unique_key_id": key_id, "country": country,
            "signing_public_key": key_pair["signing_public_key"],
            "encr_public_key": key_pair["encryption_public_key"]}
-    for name in ("valid_from", "valid_until"):
+    # log_vkey: our extension (issue 8), the transaction-log key; ONDC clients never send it.
+    for name in ("valid_from", "valid_until", "log_vkey"):
         if key_pair.get(name) is not None:
             key[name] = key_pair[name]
 

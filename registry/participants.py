@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from beckn.errors import BecknError, ErrorCode
 from beckn.keys import KeyFormatError, load_verify_key, load_x25519_public, raw_public_b64
+from beckn.tlog.note import ED25519, NoteError, NoteVerifier
 from registry.errors import ApiError
 from registry.tables import ParticipantStatus, ParticipantType, RegistryKey, RegistryParticipant
 from registry.vocabulary import (
@@ -98,6 +99,10 @@ class Registration(BaseModel):
                                        description="X25519 public key: raw base64, DER base64 or PEM.")
     valid_from: datetime | None = Field(None, description="RFC 3339 date-time with a time zone.")
     valid_until: datetime | None = Field(None, description="RFC 3339 date-time with a time zone.")
+    log_vkey: StrictStr | None = Field(
+        None, description="Optional transaction-log key (issue 8): a C2SP signed-note verifier key for Ed25519, "
+                          "<name>+<8 hex key ID>+<base64(0x01 || 32-byte public key)>. Bound to this "
+                          "unique_key_id; omitted on a later post, the registered one is kept.")
 
     @model_validator(mode="before")
     @classmethod
@@ -174,11 +179,35 @@ class Registration(BaseModel):
         except KeyFormatError as exc:
             raise ValueError(str(exc)) from None
 
+    @field_validator("log_vkey")
+    @classmethod
+    def _log_vkey(cls, value: str | None) -> str | None:
+        return None if value is None else check_log_vkey(value)
+
     @model_validator(mode="after")
     def _window(self) -> Registration:
         if self.valid_from is not None and self.valid_until is not None and self.valid_until <= self.valid_from:
             raise ValueError("valid_until must be later than valid_from")
         return self
+
+
+MAX_LOG_VKEY = 512  # registry_key.log_vkey
+
+
+def check_log_vkey(value: str) -> str:
+    """A log key as the registry publishes it: an Ed25519 (type 0x01) C2SP note verifier key whose
+    key ID matches its key; ValueError otherwise. Cosigner keys (0x04) are refused: a log signs
+    checkpoints with 0x01 signatures."""
+    if len(value) > MAX_LOG_VKEY:
+        raise ValueError(f"log_vkey is longer than {MAX_LOG_VKEY} characters")
+    try:
+        verifier = NoteVerifier.from_vkey(value)
+    except NoteError as exc:
+        raise ValueError(f"log_vkey is not a C2SP note verifier key (<name>+<8 hex key ID>+"
+                         f"<base64(0x01 || Ed25519 public key)>): {exc}") from None
+    if verifier.sig_type != ED25519:
+        raise ValueError(f"log_vkey must be an Ed25519 note key (type 0x01), not type 0x{verifier.sig_type:02x}")
+    return value
 
 
 def validation_errors(exc: ValidationError) -> list[BecknError]:
@@ -268,7 +297,7 @@ async def _upsert(session: AsyncSession, reg: Registration, now: datetime,
         _check_window(valid_from, valid_until)
         key = RegistryKey(subscriber_id=reg.subscriber_id, unique_key_id=reg.unique_key_id,
                           signing_public_key=reg.signing_public_key, encr_public_key=reg.encr_public_key,
-                          valid_from=valid_from, valid_until=valid_until, created=now)
+                          valid_from=valid_from, valid_until=valid_until, created=now, log_vkey=reg.log_vkey)
         session.add(key)
     else:
         label = f"{reg.subscriber_id}|{reg.unique_key_id}"
@@ -284,6 +313,13 @@ async def _upsert(session: AsyncSession, reg: Registration, now: datetime,
             raise RegistrationConflict(
                 f"key {label} was revoked at {wire_time(key.revoked_at)}; register a new unique_key_id",
                 "unique_key_id")
+        log_conflict = log_vkey_conflict(key, reg)
+        if log_conflict:
+            raise RegistrationConflict(log_conflict, "log_vkey")
+        if reg.log_vkey is not None and key.log_vkey is None:
+            # First publication of a log key for this Beckn key (a node that turned its log on).
+            key.log_vkey = reg.log_vkey
+            key_changed = True
         # A key valid once stays valid from then on (signatures made under it must keep
         # verifying), so valid_from only ever moves earlier; valid_until follows the operator,
         # which is how a key is renewed or retired.
@@ -321,6 +357,18 @@ async def _upsert(session: AsyncSession, reg: Registration, now: datetime,
         log.info("registry.registered", subscriber_id=reg.subscriber_id, type=reg.type.value, domain=reg.domain,
                  unique_key_id=reg.unique_key_id, new_entry=participant_created, new_key=key_created)
     return Registered(participant, key, participant_created, key_created, changed)
+
+
+def log_vkey_conflict(key: RegistryKey, reg: Registration) -> str | None:
+    """Why `reg` may not be applied to the stored `key` because of its log key, or None.
+
+    A log key, once published with a unique_key_id, is part of that key's material: never
+    rebound (an auditor dates the log key by the Beckn key's validity window). A new log key is
+    registered with a new unique_key_id. Omitting it keeps the stored one."""
+    if reg.log_vkey is None or key.log_vkey is None or reg.log_vkey == key.log_vkey:
+        return None
+    return (f"key {reg.subscriber_id}|{reg.unique_key_id} is already registered with another log_vkey; a key id is "
+            "never rebound: register the new log key with a new unique_key_id")
 
 
 def _check_window(valid_from: datetime, valid_until: datetime) -> None:
@@ -368,6 +416,7 @@ def key_json(key: RegistryKey, now: datetime) -> dict[str, Any]:
         "valid_until": wire_time(key.valid_until),
         "created": wire_time(key.created),
         "revoked_at": wire_time(key.revoked_at) if key.revoked_at else None,
+        "log_vkey": key.log_vkey,
         "state": key_state(key, now),
     }
 

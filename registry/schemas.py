@@ -53,6 +53,8 @@ class Subscription(BaseModel):
     key_id: str
     revoked_at: str | None = Field(None, description="Only in `valid_at` lookups, for a key revoked after that "
                                                      "moment (it still verifies signatures made before).")
+    log_vkey: str | None = Field(None, description="The subscriber's transaction-log key (C2SP note verifier key, "
+                                                   "Ed25519), only when published with this key.")
 
 
 class LookupRequest(BaseModel):
@@ -85,6 +87,7 @@ class KeyOut(BaseModel):
     valid_until: str
     created: str
     revoked_at: str | None
+    log_vkey: str | None = Field(None, description="Transaction-log key published with this key, if any.")
     state: str = Field(description="valid, expired, not yet valid or revoked (now).")
 
 

@@ -78,7 +78,9 @@ def entry_json(participant: RegistryParticipant, keys: Sequence[RegistryKey]) ->
         "keys": [{"unique_key_id": k.unique_key_id, "signing_public_key": k.signing_public_key,
                   "encr_public_key": k.encr_public_key, "valid_from": wire_time(k.valid_from),
                   "valid_until": wire_time(k.valid_until), "created": wire_time(k.created),
-                  "revoked_at": wire_time(k.revoked_at) if k.revoked_at else None} for k in keys],
+                  "revoked_at": wire_time(k.revoked_at) if k.revoked_at else None,
+                  # The log key (issue 8) only when published, so older snapshots keep their shape.
+                  **({"log_vkey": k.log_vkey} if k.log_vkey else {})} for k in keys],
     }
 
 
@@ -192,7 +194,8 @@ def _entries(snapshot: Mapping[str, Any]) -> list[ImportedEntry]:
             signing_public_key=k["signing_public_key"], encr_public_key=k["encr_public_key"],
             valid_from=parse_time(k["valid_from"], "valid_from"), valid_until=parse_time(k["valid_until"], "valid_until"),
             created=parse_time(k.get("created") or k["valid_from"], "created"),
-            revoked_at=parse_time(k["revoked_at"], "revoked_at") if k.get("revoked_at") else None)
+            revoked_at=parse_time(k["revoked_at"], "revoked_at") if k.get("revoked_at") else None,
+            log_vkey=k["log_vkey"] if isinstance(k.get("log_vkey"), str) else None)
             for k in raw["keys"])
         out.append(ImportedEntry(snapshot["registry_id"], participant, keys))
     return out

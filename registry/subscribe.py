@@ -82,7 +82,13 @@ from registry.challenge import make_challenge
 from registry.errors import ApiError, bad_request
 from registry.lookup_routes import read_body_and_json
 from registry.ondc_subscribe import ONDC_ACK, is_ondc_body, nack, translate_ondc
-from registry.participants import Registration, RegistrationConflict, parse_registration, register
+from registry.participants import (
+    Registration,
+    RegistrationConflict,
+    log_vkey_conflict,
+    parse_registration,
+    register,
+)
 from registry.schemas import ErrorOut, inline_schema
 from registry.settings import RegistrySettings, registry_settings
 from registry.signed_response import RegistryIdentity
@@ -284,6 +290,9 @@ async def _check_key(session: AsyncSession, reg: Registration) -> None:
         raise RegistrationConflict(
             f"key {label} was revoked at {wire_time(key.revoked_at)}; subscribe a new key under a new unique_key_id",
             "unique_key_id")
+    log_conflict = log_vkey_conflict(key, reg)
+    if log_conflict:
+        raise RegistrationConflict(log_conflict, "log_vkey")
 
 
 async def begin(sessions: async_sessionmaker[AsyncSession], reg: Registration) -> ParticipantStatus | None:

@@ -100,6 +100,11 @@ class RegistryKey(StoreModel, table=True):
     valid_until: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     created: datetime = Field(default_factory=_utcnow, sa_column=Column(UTCDateTime, nullable=False))
     revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    # The subscriber's transaction-log key (issue 8), a C2SP note verifier key
+    # "<name>+<hex key ID>+<base64(0x01 || Ed25519 key)>", published beside the Beckn key it was
+    # registered with (migration 0019). Bound to this key id like the rest of the key material, so
+    # the key history also tells an auditor which log key was valid at a given time.
+    log_vkey: str | None = Field(default=None, sa_column=Column(String(512), nullable=True))
 
 
 class RegistryAudit(StoreModel, table=True):

@@ -244,7 +244,9 @@ class NoteVerifier:
     @classmethod
     def from_vkey(cls, vkey: str) -> NoteVerifier:
         """Parse ``<name>+<8 hex key ID>+base64(type ‖ key)``; the ID must match the key."""
-        parts = vkey.split("+") if isinstance(vkey, str) else []
+        # Split at the first two "+" only, as golang.org/x/mod/sumdb/note does: the base64 key
+        # may itself contain "+" (names may not).
+        parts = vkey.split("+", 2) if isinstance(vkey, str) else []
         if len(parts) != 3:
             raise NoteError("a vkey is name+keyid+key")
         name, kid_hex, key_b64 = parts
