@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from beckn.cli import connect, crypto, db, did, network, node, openapi, serve
+from beckn.cli import audit, connect, crypto, db, did, network, node, openapi, serve
 from registry import cli as registry_cli
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ network.register(app)
 openapi.register(app)
 connect.register(app)
 did.register(app)
+audit.register(app)
 
 
 def main() -> None:
