@@ -5,12 +5,21 @@ bound to the context -> models and network policy -> duplicate/replay check -> p
 
 An ACK is returned only after the raw message is committed, so "ACK" always means "durably
 stored"; the business handler runs afterwards, from the stored row (see `beckn.inbox`).
+
+With a transaction log (`tlog`, beckn/tlog/recorder.py) every message received is logged with the
+answer given. An accepted message's log entry is appended in the same database transaction as its
+`inbound_message` row, so "ACK" also means "logged": a crash before the commit loses both, and
+the sender, having no ACK, sends again. The ACK then carries a signed log receipt
+(`X-Lakou-Log-Receipt`, beckn/tlog/receipt.py). Refusals (NACKs) and retransmissions are logged
+best effort, after the answer is decided: a logging failure never changes the answer.
+
 The pipeline is transport-agnostic: `beckn.http` adapts it to Starlette/FastAPI.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +28,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+import structlog
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -40,6 +50,11 @@ from beckn.signing import (
     verify_signature,
 )
 from beckn.store.tables import InboundMessage
+from beckn.tlog.leaf import LogRecord
+from beckn.tlog.receipt import RECEIPT_HEADER
+from beckn.tlog.recorder import Logged, LogRecorder
+
+log = structlog.get_logger(__name__)
 
 # Callbacks that may come in several parts under one message_id, each its own message: a BPP may
 # page a large catalogue over several on_search. For these a different body is a new part, not a
@@ -109,6 +124,16 @@ class _Refusal(Exception):
         self.response = response
 
 
+@dataclass(slots=True)
+class _Trace:
+    """What one request revealed so far, for its log record."""
+
+    seen: datetime
+    headers: dict[str, str]
+    context: dict[str, Any] | None = None
+    sender: str | None = None  # set once the signature verified
+
+
 @dataclass(frozen=True, slots=True)
 class _Verified:
     sender: SubscriberRecord
@@ -129,8 +154,10 @@ class InboundPipeline:
         max_body_bytes: int = 1_048_576,
         bind_uri_host: bool = True,
         clock: Callable[[], float] = time.time,
+        tlog: LogRecorder | None = None,
     ) -> None:
         self._sessions = sessions
+        self._tlog = tlog
         self._resolver = resolver
         self._receiver_id = receiver_id
         self._role = role
@@ -142,21 +169,27 @@ class InboundPipeline:
         self._signature_code = _SIGNATURE_CODE[role]
 
     async def handle(self, action: str, body: bytes, headers: Mapping[str, str]) -> InboundResult:
+        trace = _Trace(seen=datetime.now(UTC), headers={k.lower(): v for k, v in headers.items()})
         try:
-            return await self._handle(action, body, headers)
+            return await self._handle(action, body, trace)
         except _Refusal as refusal:
-            return InboundResult(refusal.response)
+            response = refusal.response
+            if self._tlog is not None:
+                response = await self._log_answer(action, body, trace, response)
+            return InboundResult(response)
 
-    async def _handle(self, action: str, body: bytes, headers: Mapping[str, str]) -> InboundResult:
+    async def _handle(self, action: str, body: bytes, trace: _Trace) -> InboundResult:
         if len(body) > self.max_body_bytes:
             raise _Refusal(_nack(413, ErrorCode.INVALID_REQUEST,
                                  f"body of {len(body)} bytes exceeds the limit of {self.max_body_bytes} bytes"))
         data = _parse_json(body)
-        lowered = {k.lower(): v for k, v in headers.items()}
+        lowered = trace.headers
         now = self._clock()
         digest = body_digest(body)
-        verified = await self._verify_signatures(lowered, digest, now)
         context = data.get("context")
+        trace.context = context if isinstance(context, dict) else None
+        verified = await self._verify_signatures(lowered, digest, now)
+        trace.sender = verified.sender.subscriber_id
         self._bind_signer(action, context, verified.sender)
 
         try:
@@ -170,7 +203,7 @@ class InboundPipeline:
             previous = await self._stored_response(verified.sender.subscriber_id, context, action, digest)
             raise _Refusal(previous or _nack_errors(400, problems))
 
-        return await self._persist(action, body, digest, lowered, envelope, verified, now)
+        return await self._persist(action, body, digest, lowered, envelope, verified, now, trace)
 
     async def _verify_signatures(self, headers: dict[str, str], digest: str, now: float) -> _Verified:
         value = headers.get("authorization")
@@ -237,7 +270,7 @@ class InboundPipeline:
 
     async def _persist(
         self, action: str, body: bytes, digest: str, headers: dict[str, str], envelope: BecknModel,
-        verified: _Verified, now: float,
+        verified: _Verified, now: float, trace: _Trace,
     ) -> InboundResult:
         context = envelope.context  # type: ignore[attr-defined]
         sender_id = verified.sender.subscriber_id
@@ -255,26 +288,84 @@ class InboundPipeline:
             response_status=200,
             response_body=ACK_BODY,
         )
+        logged: Logged | None = None
         try:
             async with self._sessions() as session:
                 session.add(row)
+                # The insert first: a duplicate fails here before the log's sequencer lock is
+                # taken, and on SQLite the write lock is held before the log reads its head.
+                await session.flush()
+                if self._tlog is not None:
+                    logged = await self._tlog.append_in(
+                        session, self._record(action, body, trace, ACK_BODY, ack="ACK"))
                 await session.commit()
         except IntegrityError:
             previous = await self._stored_response(sender_id, {"message_id": context.message_id}, action, digest)
             if previous is None:  # the conflicting row vanished: should not happen, but never 500
                 raise _Refusal(_nack(503, ErrorCode.INVALID_REQUEST, "concurrent duplicate; retry")) from None
-            return InboundResult(previous)
+            raise _Refusal(previous) from None  # the answer already given (logged as a retransmission)
         except (SQLAlchemyError, OSError) as exc:
             # Nothing was stored, so we must not ACK; a 503 tells the sender to retry.
             raise _Refusal(_nack(503, ErrorCode.INVALID_REQUEST,
                                  f"the message could not be stored ({type(exc).__name__}); retry later",
+                                 headers={"Retry-After": "2"})) from None
+        except Exception as exc:  # noqa: BLE001 - e.g. the log refused the append: nothing committed
+            log.error("inbound.persist_failed", action=action, error_type=type(exc).__name__, error=str(exc)[:300])
+            raise _Refusal(_nack(503, ErrorCode.INVALID_REQUEST,
+                                 f"the message could not be stored and logged ({type(exc).__name__}); retry later",
                                  headers={"Retry-After": "2"})) from None
         accepted = AcceptedMessage(
             id=row.id, action=action, sender_id=sender_id,
             gateway_id=verified.gateway.subscriber_id if verified.gateway else None,
             envelope=envelope, body=body,
         )
-        return InboundResult(InboundResponse(200, ACK_BODY, {}), accepted)
+        headers: dict[str, str] = {}
+        if logged is not None:
+            headers = self._receipt_headers(logged, body)
+        return InboundResult(InboundResponse(200, ACK_BODY, headers), accepted)
+
+    # ------------------------------------------------------------------ the transaction log
+
+    def _record(self, action: str, body: bytes, trace: _Trace, answer: bytes, *, ack: str,
+                code: str | None = None) -> LogRecord:
+        assert self._tlog is not None
+        context = trace.context or {}
+
+        def text(name: str) -> str | None:
+            value = context.get(name)
+            return value if isinstance(value, str) else None
+
+        return LogRecord(
+            direction="in", action=action, node=self._tlog.node_id, peer=trace.sender,
+            transaction_id=text("transaction_id") or "", message_id=text("message_id") or "",
+            body=body, seen_at=trace.seen, headers=trace.headers, context_timestamp=text("timestamp"),
+            ack=ack,  # type: ignore[arg-type]
+            error_code=code, response=answer,
+        )
+
+    def _receipt_headers(self, logged: Logged, body: bytes) -> dict[str, str]:
+        assert self._tlog is not None
+        try:
+            return {RECEIPT_HEADER: self._tlog.receipt(logged, body)}
+        except Exception as exc:  # noqa: BLE001 - the message is logged; only the promise is missing
+            log.error("inbound.receipt_failed", error_type=type(exc).__name__)
+            return {}
+
+    async def _log_answer(self, action: str, body: bytes, trace: _Trace, response: InboundResponse) -> InboundResponse:
+        """Log a refusal or a retransmission's answer, best effort; an ACK gets its receipt."""
+        try:
+            acked = response.acked
+            record = self._record(action, body, trace, response.body, ack="ACK" if acked else "NACK",
+                                  code=None if acked else _error_code(response))
+        except Exception as exc:  # noqa: BLE001 - never let logging change the answer
+            log.error("inbound.log_record_failed", action=action, error_type=type(exc).__name__)
+            return response
+        assert self._tlog is not None
+        logged = await self._tlog.append(record)
+        if logged is None or not acked:
+            return response
+        return InboundResponse(response.status_code, response.body,
+                               {**response.headers, **self._receipt_headers(logged, body)})
 
     async def _stored_response(
         self, sender_id: str, context: Any, action: str, digest: str
@@ -308,6 +399,19 @@ class InboundPipeline:
     def _unauthorized(self, reason: str, *, gateway: bool) -> _Refusal:
         name, value = authenticate_challenge(self._receiver_id, gateway=gateway)
         return _Refusal(_nack(401, self._signature_code, reason, headers={name: value}))
+
+
+_CODE = re.compile(r"[A-Za-z0-9._:-]{1,32}")
+
+
+def _error_code(response: InboundResponse) -> str:
+    """The BECKN error code of a NACK (its HTTP status if it has none)."""
+    try:
+        error = json.loads(response.body).get("error")
+        code = error.get("code") if isinstance(error, dict) else None
+    except (ValueError, AttributeError):
+        code = None
+    return code if isinstance(code, str) and _CODE.fullmatch(code) else str(response.status_code)
 
 
 def _dedupe_key(action: str, digest: str) -> str:

@@ -12,6 +12,12 @@ Getting into the registry, one of three ways (`registration_mode`, shown by /hea
   /subscribe and the on_subscribe challenge (beckn/onboarding.py);
 * "none": the operator registers it by other means; the node does not wait for anything.
 Every node answers `{subscriber_url}/on_subscribe` whatever its mode.
+
+The signed transaction log (issue 8, LAKOU_TLOG_ENABLED, on by default): the node logs every Beckn
+message it receives (beckn/inbound.py, in the same transaction as the stored message) and every
+delivery attempt it makes (beckn/outbox.py), signs a checkpoint every
+LAKOU_TLOG_CHECKPOINT_INTERVAL_SECONDS while the log grew, and publishes its log key (separate
+from the Beckn signing key, kept in the same key file) at `GET /tlog/vkey`.
 """
 
 from __future__ import annotations
@@ -27,13 +33,13 @@ from typing import Any
 import httpx
 import structlog
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy import select, text
 
 from beckn.http import beckn_router
 from beckn.inbound import AcceptedMessage, InboundPipeline, Role
 from beckn.inbox import InboxDispatcher
-from beckn.keyfile import KEY_FILE, ensure_node_keys
+from beckn.keyfile import KEY_FILE, ensure_node_keys, load_log_key
 from beckn.keys import load_signing_key
 from beckn.onboarding import (
     PENDING,
@@ -51,6 +57,9 @@ from beckn.settings import Settings
 from beckn.signing import AUTHORIZATION, Signer
 from beckn.store.db import create_engine, session_factory, sqlite_path, upgrade
 from beckn.store.tables import OutboxMessage
+from beckn.tlog.note import NoteSigner
+from beckn.tlog.recorder import Checkpointer, LogRecorder
+from beckn.tlog.store import TransactionLog
 
 log = structlog.get_logger(__name__)
 
@@ -108,15 +117,27 @@ class BecknNode:
         self.engine = create_engine(self.database_url)
         self.sessions = session_factory(self.engine)
         self.policy = NetworkPolicy(timestamp_skew_seconds=settings.timestamp_skew_seconds)
+        # The transaction log: its own key (never the Beckn signing key), named after its origin.
+        self.tlog_origin = settings.tlog_origin or f"{self.subscriber_id}/tlog"
+        self.log_signer = NoteSigner(self.tlog_origin, load_log_key(self.keys))
+        self.tlog: TransactionLog | None = None
+        self.recorder: LogRecorder | None = None
+        self.checkpointer: Checkpointer | None = None
+        if settings.tlog_enabled:
+            self.tlog = TransactionLog(self.sessions, self.log_signer, self.tlog_origin)
+            self.recorder = LogRecorder(self.tlog, self.subscriber_id)
+            self.checkpointer = Checkpointer(self.tlog, settings.tlog_checkpoint_interval_seconds)
         self.pipeline = InboundPipeline(
             sessions=self.sessions, resolver=self.resolver, receiver_id=self.subscriber_id, role=role,
             signature_skew_seconds=settings.signature_skew_seconds, max_body_bytes=settings.max_body_bytes,
+            tlog=self.recorder,
         )
         self.worker = DeliveryWorker(
             self.sessions, self.signer,
             request_timeout=settings.delivery_timeout_seconds,
             lease_seconds=max(30.0, 2 * settings.delivery_timeout_seconds),
             poll_interval=0.5,
+            tlog=self.recorder,
         )
         self.actions = tuple(actions)
         self._handler: Handler | None = None
@@ -174,6 +195,51 @@ class BecknNode:
 
         router.add_api_route("/health", health, methods=["GET"], tags=["operations"], summary="Liveness and readiness",
                              response_model=None)
+        # Mounted with /health so that every service gets it without wiring of its own.
+        router.include_router(self.tlog_routes())
+        return router
+
+    def tlog_routes(self) -> APIRouter:
+        """`GET /tlog/vkey`, and the auditor API and witness endpoint (beckn/tlog/api.py, witness.py)."""
+        router = APIRouter()
+        vkey = self.log_signer.vkey
+
+        async def log_vkey() -> PlainTextResponse:
+            return PlainTextResponse(vkey + "\n")
+
+        router.add_api_route("/tlog/vkey", log_vkey, methods=["GET"], tags=["transaction log"],
+                             summary="This node's transaction-log key (C2SP note verifier key)",
+                             response_class=PlainTextResponse)
+        if self.tlog is not None:
+            router.include_router(self._tlog_extra_routes())
+        return router
+
+    def _tlog_extra_routes(self) -> APIRouter:
+        router = APIRouter()
+        assert self.tlog is not None
+        try:
+            from beckn.tlog.api import tlog_router
+        except ImportError:  # the auditor API ships separately; the log works without it
+            tlog_router = None  # type: ignore[assignment]
+        try:
+            from beckn.tlog.witness import Cosignatures, registry_log_keys, witness_router
+        except ImportError:
+            witness_router = None  # type: ignore[assignment]
+        if tlog_router is not None:
+            source = None
+            if witness_router is not None:
+                from beckn.tlog.note import parse_checkpoint, parse_note
+
+                stored = Cosignatures(self.sessions)
+
+                async def source(note: str) -> list[str]:  # the witnesses' lines for this checkpoint
+                    text, _ = parse_note(note)
+                    return await stored.lines(parse_checkpoint(text).size)
+
+            router.include_router(tlog_router(self.tlog, auditor_tokens=self.settings.tlog_auditor_tokens,
+                                              cosignatures=source))
+        if witness_router is not None:
+            router.include_router(witness_router(self.sessions, self.log_signer, registry_log_keys(self.registry)))
         return router
 
     async def health(self) -> tuple[dict[str, Any], bool]:
@@ -245,11 +311,16 @@ class BecknNode:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         await upgrade(self.database_url)
+        if self.tlog is not None:
+            await self._check_log_origin()
         self._stop = asyncio.Event()
         self._tasks = [
             asyncio.create_task(self.worker.run(self._stop), name=f"{self.service}-outbox"),
             asyncio.create_task(self._recover(), name=f"{self.service}-inbox-recover"),
         ]
+        if self.checkpointer is not None:
+            self._tasks.append(asyncio.create_task(self.checkpointer.run(self._stop),
+                                                   name=f"{self.service}-tlog-checkpoints"))
         if self.registration_mode == "admin" and not self.registered:
             self._tasks.append(asyncio.create_task(self._register_until_done(), name=f"{self.service}-register"))
         elif self.onboarding is not None and self.registration_status != SUBSCRIBED:
@@ -265,6 +336,18 @@ class BecknNode:
         await self.worker.aclose()
         await self.http.aclose()
         await self.engine.dispose()
+
+    async def _check_log_origin(self) -> None:
+        """Refuse to start under another origin than the log was started with: every accepted
+        message would be refused (the log would not append), so fail loudly here instead."""
+        from beckn.tlog.tables import TlogHead
+
+        async with self.sessions() as session:
+            origin = await session.scalar(select(TlogHead.origin))
+        if origin is not None and origin != self.tlog_origin:
+            raise RuntimeError(
+                f"this node's transaction log was started under origin {origin!r}, not {self.tlog_origin!r}: "
+                "set LAKOU_TLOG_ORIGIN back (a log never changes its name) or start a new database")
 
     async def _recover(self) -> None:
         try:
@@ -308,6 +391,9 @@ class BecknNode:
             "unique_key_id": self.keys["unique_key_id"],
             "signing_public_key": self.keys["signing_public_key"],
             "encr_public_key": self.keys["encryption_public_key"],
+            # Published with the Beckn key, so peers, witnesses and auditors learn the log key
+            # from the registry (the node also serves it at GET /tlog/vkey).
+            "log_vkey": self.log_signer.vkey,
             "valid_from": wire_timestamp(now),
             "valid_until": wire_timestamp(now + timedelta(days=365)),
         }

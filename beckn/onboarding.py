@@ -303,6 +303,8 @@ def subscription(record: Mapping[str, Any], *, nonce: str | None = None) -> dict
     }
     if location:
         body["location"] = location
+    if record.get("log_vkey"):  # the transaction-log key (issue 8), a Lakou extension
+        body["log_vkey"] = record["log_vkey"]
     return body
 
 

@@ -6,6 +6,11 @@ inside the transaction that stores its business change, so both commit together 
 refuses for good, or the message's ttl runs out. Delivery is at least once: a worker killed
 after sending but before recording the outcome sends again once its lease runs out, and the
 receiver deduplicates on (sender, message_id, action) as Beckn requires.
+
+With a transaction log (`tlog`), every attempt is logged (direction "out", best effort): the bytes
+and signature sent, the receiver's answer (ACK, NACK and its code, an HTTP status, or no answer:
+"timeout" / "transport"), and in the entry's private sidecar the attempt number and the log
+receipt the receiver returned (`X-Lakou-Log-Receipt`), the sender's evidence that it was logged.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from beckn.signing import AUTHORIZATION, GATEWAY_AUTHORIZATION, body_digest
 from beckn.store.tables import AttemptOutcome, DeliveryAttempt, OutboxMessage, OutboxStatus
+from beckn.tlog.leaf import LogRecord
+from beckn.tlog.receipt import RECEIPT_HEADER
+from beckn.tlog.recorder import LogRecorder
 
 log = structlog.get_logger(__name__)
 
@@ -171,6 +179,9 @@ class _Claimed:
     expires_at: datetime
     attempts: int
     claimed_until: datetime
+    action: str = ""
+    transaction_id: str = ""
+    message_id: str = ""
 
 
 @dataclass(slots=True)
@@ -180,6 +191,9 @@ class _Result:
     body: bytes | None = None
     error: str | None = None
     retry_after: float | None = None
+    sent_headers: dict[str, str] | None = None  # None: nothing was sent (signing failed)
+    receipt: str | None = None  # the receiver's log receipt header, if any
+    no_answer: str | None = None  # "timeout" / "transport": no HTTP answer at all
 
 
 _CLAIM_COLUMNS = (
@@ -192,6 +206,9 @@ _CLAIM_COLUMNS = (
     OutboxMessage.expires_at,
     OutboxMessage.attempts,
     OutboxMessage.claimed_until,
+    OutboxMessage.action,
+    OutboxMessage.transaction_id,
+    OutboxMessage.message_id,
 )
 
 
@@ -218,6 +235,7 @@ class DeliveryWorker:
         lease_seconds: float = 30.0,
         worker_id: str | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        tlog: LogRecorder | None = None,
     ) -> None:
         if per_destination_limit < 1:
             raise ValueError(f"per_destination_limit must be at least 1, got {per_destination_limit}")
@@ -235,6 +253,7 @@ class DeliveryWorker:
             )
         self._sessions = sessions
         self._signer = signer
+        self._tlog = tlog
         self._own_http = http is None
         self._http = http or httpx.AsyncClient(
             timeout=request_timeout,
@@ -430,6 +449,8 @@ class DeliveryWorker:
                 t0 = time.perf_counter()
                 result = await self._post(message)
                 duration_ms = (time.perf_counter() - t0) * 1000
+                if self._tlog is not None and result.sent_headers is not None:
+                    await self._log_attempt(message, result, started)
                 await self._record(message, result, started, duration_ms)
                 return True
         except Exception as exc:  # noqa: BLE001 - one message must not take the worker down
@@ -461,13 +482,47 @@ class DeliveryWorker:
                 ) as response:
                     body = await _read_capped(response, MAX_STORED_RESPONSE)
         except (TimeoutError, httpx.TimeoutException):
-            return _Result(AttemptOutcome.RETRY, error=f"no answer within {self.request_timeout}s")
+            return _Result(AttemptOutcome.RETRY, error=f"no answer within {self.request_timeout}s",
+                           sent_headers=headers, no_answer="timeout")
         except httpx.HTTPError as exc:
-            return _Result(AttemptOutcome.RETRY, error=_describe(exc))
+            return _Result(AttemptOutcome.RETRY, error=_describe(exc), sent_headers=headers, no_answer="transport")
         except Exception as exc:  # noqa: BLE001 - e.g. a row written without enqueue()'s checks
             # Retried like a network error: the ttl still bounds it, and nothing is dropped unseen.
-            return _Result(AttemptOutcome.RETRY, error=f"could not send: {_describe(exc)}")
-        return _classify(response.status_code, body, response.headers.get("Retry-After"), self._clock())
+            return _Result(AttemptOutcome.RETRY, error=f"could not send: {_describe(exc)}",
+                           sent_headers=headers, no_answer="transport")
+        result = _classify(response.status_code, body, response.headers.get("Retry-After"), self._clock())
+        result.sent_headers = headers
+        receipt = response.headers.get(RECEIPT_HEADER)
+        result.receipt = receipt if receipt and len(receipt) <= 4096 else None
+        return result
+
+    async def _log_attempt(self, message: _Claimed, result: _Result, started: datetime) -> None:
+        """Log one attempt, best effort (the recorder never raises)."""
+        assert self._tlog is not None and result.sent_headers is not None
+        try:
+            ack: str | None = None
+            code: str | None = result.no_answer
+            if result.status_code is not None:
+                status, _ = _ack(result.body or b"")
+                ack = status
+                code = None if status == "ACK" else (_nack_code(result.body or b"") or str(result.status_code))
+            context = _context(message.body)
+            metadata = {"x-lakou-attempt": str(message.attempts + 1)}
+            if result.receipt is not None:
+                metadata["x-lakou-log-receipt"] = result.receipt
+            record = LogRecord(
+                direction="out", action=message.action, node=self._tlog.node_id,
+                peer=_receiver_id(message.action, context), transaction_id=message.transaction_id,
+                message_id=message.message_id, body=message.body, seen_at=started,
+                headers={**result.sent_headers, **metadata},
+                context_timestamp=context.get("timestamp") if isinstance(context.get("timestamp"), str) else None,
+                ack=ack,  # type: ignore[arg-type]
+                error_code=code, response=result.body,
+            )
+        except Exception as exc:  # noqa: BLE001 - logging must never stop a delivery
+            log.error("outbox.log_record_failed", outbox_id=message.id, error=_describe(exc))
+            return
+        await self._tlog.append(record)
 
     async def _record(self, message: _Claimed, result: _Result, started: datetime, duration_ms: float) -> None:
         now = self._clock()
@@ -607,6 +662,30 @@ def _ack(body: bytes) -> tuple[str | None, str]:
     if isinstance(error, dict):
         reason = " ".join(str(error[k]) for k in ("code", "message") if error.get(k) is not None)
     return (status if status in ("ACK", "NACK") else None), reason or "no error given"
+
+
+def _nack_code(body: bytes) -> str | None:
+    try:
+        error = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        return None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) and re.fullmatch(r"[A-Za-z0-9._:-]{1,32}", code) else None
+
+
+def _context(body: bytes) -> dict[str, Any]:
+    try:
+        context = json.loads(body).get("context")
+    except (ValueError, AttributeError):
+        return {}
+    return context if isinstance(context, dict) else {}
+
+
+def _receiver_id(action: str, context: Mapping[str, Any]) -> str | None:
+    """Who the message is for, as its context names it: the BAP for a callback, the BPP for a
+    request (None for a search broadcast through a gateway: no bpp_id yet)."""
+    value = context.get("bap_id" if action.startswith("on_") else "bpp_id")
+    return value if isinstance(value, str) and value else None
 
 
 def _retry_after_seconds(value: str | None, now: datetime) -> float | None:

@@ -74,6 +74,27 @@ class Settings(BaseSettings):
         5.0, gt=0, description="Per-request timeout of outgoing Beckn calls (the gateway's per-BPP timeout)."
     )
 
+    # ---- the node's signed transaction log (issue 8, beckn/tlog)
+    tlog_enabled: bool = Field(
+        True,
+        description="Log every Beckn message this node sends or receives in its signed transaction log "
+        "(ACKs then carry a signed log receipt, X-Lakou-Log-Receipt).",
+    )
+    tlog_checkpoint_interval_seconds: float = Field(
+        2.0, gt=0, description="How often a checkpoint is signed while the log grew."
+    )
+    tlog_origin: str | None = Field(
+        None,
+        description="The log's checkpoint origin, also its key's name. Default: <subscriber_id>/tlog. "
+        "A log keeps the origin it was started under: changing it later stops the node from logging.",
+    )
+
+    tlog_auditor_tokens: str | None = Field(
+        None,
+        description="Who may export a transaction's sidecars (raw bodies) from GET /tlog/transactions/{txn}/"
+        "sidecars: comma-separated `name=sha256:<hex of the token>` (see beckn/tlog/api.py). Unset: nobody.",
+    )
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

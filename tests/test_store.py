@@ -31,6 +31,7 @@ from beckn.store.tables import DeliveryAttempt, InboundMessage, OutboxMessage, U
 import bap.tables  # noqa: F401  (each service registers its tables in `metadata`)
 import bpp.tables  # noqa: F401
 import beckn.tlog.tables  # noqa: F401
+import beckn.tlog.witness  # noqa: F401  (tlog_witnessed, tlog_cosignature: migration 0019)
 import did.connect.tables  # noqa: F401
 import registry.tables  # noqa: F401
 

@@ -17,7 +17,7 @@ A store whose nodes were altered refuses to sign (LogIntegrityError).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -58,6 +58,18 @@ def _head_tree(head: TlogHead) -> merkle.CompactRange:
         return merkle.CompactRange(head.size, hashes)
     except ValueError as exc:
         raise LogIntegrityError(f"stored head is corrupt: {exc}") from None
+
+
+# Besides the signature headers, the sidecar keeps these (lower-cased) metadata entries of a
+# record's headers: the sender's delivery attempt number and the log receipt the receiver gave
+# (beckn.tlog.receipt). They are not covered by the leaf's `auth` commitment.
+SIDECAR_METADATA = ("x-lakou-attempt", "x-lakou-log-receipt")
+
+
+def _sidecar_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    kept = signature_headers(headers)
+    kept.update({k.lower(): v for k, v in headers.items() if k.lower() in SIDECAR_METADATA})
+    return kept
 
 
 # What the first pass of TransactionLog._subtree answers for a node it has not fetched yet.
@@ -109,32 +121,45 @@ class TransactionLog:
         if not records:
             return []
         async with self._sessions() as session, session.begin():
-            head = await self._lock_head(session)
-            tree = _head_tree(head)
-            prevs = await self._last_leaf_hashes(session, {r.transaction_id for r in records})
-            entries: list[dict[str, object]] = []
-            sidecars: list[dict[str, object]] = []
-            nodes: list[dict[str, object]] = []
-            result: list[tuple[int, bytes]] = []
-            for record in records:
-                salt = secrets.token_bytes(SALT_SIZE)
-                leaf = build_leaf(record, salt=salt, prev=prevs.get(record.transaction_id))
-                leaf_hash = merkle.leaf_hash(leaf)
-                index = tree.size
-                nodes.extend({"level": lv, "idx": ix, "hash": h} for lv, ix, h in tree.append(leaf_hash))
-                prevs[record.transaction_id] = leaf_hash
-                entries.append({
-                    "idx": index, "leaf": leaf, "leaf_hash": leaf_hash, "message_id": record.message_id,
-                    "transaction_id": record.transaction_id, "direction": record.direction,
-                    "action": record.action, "peer": record.peer, "seen_at": record.seen_at,
-                })
-                sidecars.append({
-                    "idx": index, "body": bytes(record.body), "headers": signature_headers(record.headers),
-                    "response": record.response, "salt": salt,
-                })
-                result.append((index, leaf_hash))
-            await self._write_rows(session, entries, sidecars, nodes)
-            await self._write_head(session, head.size, tree)
+            return await self.append_in(session, records)
+
+    async def append_in(self, session: AsyncSession, records: Sequence[LogRecord]) -> list[tuple[int, bytes]]:
+        """Log `records` inside the caller's open transaction (which must commit for them to count).
+
+        For a caller that must commit its own rows and the log entries together (the inbound
+        pipeline: "ACK" means the message is stored AND logged). The sequencer lock is taken here
+        and held until the caller commits or rolls back, so keep the rest of that transaction short.
+        On SQLite the transaction must already hold the write lock (a write came first) or this
+        must be its first statement; a read before it could see a stale head.
+        """
+        if not records:
+            return []
+        head = await self._lock_head(session)
+        tree = _head_tree(head)
+        prevs = await self._last_leaf_hashes(session, {r.transaction_id for r in records})
+        entries: list[dict[str, object]] = []
+        sidecars: list[dict[str, object]] = []
+        nodes: list[dict[str, object]] = []
+        result: list[tuple[int, bytes]] = []
+        for record in records:
+            salt = secrets.token_bytes(SALT_SIZE)
+            leaf = build_leaf(record, salt=salt, prev=prevs.get(record.transaction_id))
+            leaf_hash = merkle.leaf_hash(leaf)
+            index = tree.size
+            nodes.extend({"level": lv, "idx": ix, "hash": h} for lv, ix, h in tree.append(leaf_hash))
+            prevs[record.transaction_id] = leaf_hash
+            entries.append({
+                "idx": index, "leaf": leaf, "leaf_hash": leaf_hash, "message_id": record.message_id,
+                "transaction_id": record.transaction_id, "direction": record.direction,
+                "action": record.action, "peer": record.peer, "seen_at": record.seen_at,
+            })
+            sidecars.append({
+                "idx": index, "body": bytes(record.body), "headers": _sidecar_headers(record.headers),
+                "response": record.response, "salt": salt,
+            })
+            result.append((index, leaf_hash))
+        await self._write_rows(session, entries, sidecars, nodes)
+        await self._write_head(session, head.size, tree)
         return result
 
     async def _last_leaf_hashes(self, session: AsyncSession, transaction_ids: set[str]) -> dict[str, bytes]:
