@@ -8,11 +8,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import bpp_search, pipeline, signatures
+from bench import bpp_search, pipeline, signatures, tlog
 
 
 def main() -> None:
-    results = {"signatures": signatures.run(), "pipeline": pipeline.run(), "bpp_search": bpp_search.run()}
+    results = {"signatures": signatures.run(), "pipeline": pipeline.run(), "bpp_search": bpp_search.run(),
+               "tlog": tlog.run()}
     table = Table(title="Lakou benchmarks (loopback, this machine)")
     table.add_column("benchmark")
     table.add_column("figure")

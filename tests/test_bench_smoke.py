@@ -1,4 +1,4 @@
-"""The search benchmark runs end to end on a tiny catalogue (no timing assertions: figures only)."""
+"""The search and transaction-log benchmarks run end to end at a tiny scale (no timing assertions: figures only)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import bpp_search
+from bench import bpp_search, tlog
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,3 +33,24 @@ def test_search_bench_command_prints_a_table() -> None:
     assert done.returncode == 0, done.stderr
     assert "search over 200 items" in done.stdout
     assert "empty_intent" in done.stdout and "postgres" not in done.stdout
+
+
+def test_tlog_bench_appends_proves_and_compares_the_pipeline_with_and_without_the_log() -> None:
+    # A 2,000-leaf tree and 200 pipeline messages each way, SQLite only.
+    figures = tlog.run(0.002, postgres=False, messages=200)
+    for size in tlog.BATCH_SIZES:
+        assert figures[f"sqlite_append_batch{size}_per_s"] > 0
+    # The warm-up append plus every batch is in the log.
+    assert figures["sqlite_append_entries"] == 1 + 20 + 2 * 64 + 2 * 256
+    # The bulk-loaded tree is the one the log serves, and every proof drawn from it verified
+    # (verification raises on a bad proof, so a count short of the samples would mean a bug here).
+    assert figures["sqlite_proof_leaves"] == 2000 and figures["sqlite_proof_root_matches"] == 1
+    assert figures["sqlite_inclusion_verified"] == 20
+    assert 1 <= figures["sqlite_consistency_verified"] <= 20  # distinct random old sizes
+    for kind in ("inclusion", "consistency"):
+        assert 0 < figures[f"sqlite_{kind}_p50_ms"] <= figures[f"sqlite_{kind}_p95_ms"]
+        assert figures[f"sqlite_{kind}_verify_p50_us"] > 0
+    assert figures["sqlite_pipeline_messages"] == 200
+    assert figures["sqlite_pipeline_log_off_msgs_per_s"] > 0 and figures["sqlite_pipeline_log_on_msgs_per_s"] > 0
+    assert figures["sqlite_pipeline_log_on_ratio"] > 0
+    assert not any(name.startswith("postgres_") for name in figures)
