@@ -246,10 +246,13 @@ async def test_on_search_may_come_in_several_parts_under_one_message_id(node: No
 
 
 async def test_stale_retransmission_of_accepted_message_still_gets_its_ack(node: Node) -> None:
-    past = (datetime.now(UTC) - timedelta(seconds=20)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    body = search_body(timestamp=past, ttl="PT21S")
+    # Fresh for 5 s (a loaded machine may take seconds to answer), then stale: wait until it is.
+    sent = (datetime.now(UTC) - timedelta(seconds=20)).replace(microsecond=0)
+    past = sent.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    body = search_body(timestamp=past, ttl="PT25S")
     assert (await node.post("search", body, BAP.signer)).status_code == 200
-    await asyncio.sleep(1.2)  # now older than its ttl
+    expires = sent + timedelta(seconds=25)
+    await asyncio.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.3)  # now older than its ttl
     again = await node.post("search", body, BAP.signer)
     assert again.status_code == 200 and again.json()["message"]["ack"]["status"] == "ACK"
     # while a new stale message is refused with the staleness code
