@@ -8,6 +8,8 @@ node can afford; PostgreSQL, the production backend, is durable at commit by def
 
 from __future__ import annotations
 
+import threading
+
 from pathlib import Path
 from typing import Any
 
@@ -173,9 +175,16 @@ async def upgrade(url: str | URL) -> None:
         await engine.dispose()
 
 
+# Alembic's EnvironmentContext installs module-global proxies (`context`, `op`): two upgrades
+# running at once in threads of one process (servers started in threads, as tests and `lakou up`
+# do) tear down each other's proxies ("KeyError: 'script'"). One upgrade at a time per process.
+_UPGRADE_LOCK = threading.RLock()
+
+
 def _run_upgrade(connection: Connection, config: Config) -> None:
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    with _UPGRADE_LOCK:
+        command.upgrade(config, "head")
 
 
 async def current_revision(url: str | URL) -> str | None:
