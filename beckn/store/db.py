@@ -9,7 +9,6 @@ node can afford; PostgreSQL, the production backend, is durable at commit by def
 from __future__ import annotations
 
 import threading
-
 from pathlib import Path
 from typing import Any
 
