@@ -4,12 +4,14 @@ Data flows one way: raw bytes -> JSON -> signatures (through the registry key re
 bound to the context -> models and network policy -> duplicate/replay check -> persist -> ACK.
 
 An ACK is returned only after the raw message is committed, so "ACK" always means "durably
-stored"; the business handler runs afterwards, from the stored row (see `beckn.inbox`).
+stored"; the business handler runs afterwards, from the stored row (see `beckn.inbox`). Messages
+accepted concurrently are committed together, one transaction per batch (group commit,
+beckn/inbound_batch.py): each is ACKed only once its batch committed.
 
 With a transaction log (`tlog`, beckn/tlog/recorder.py) every message received is logged with the
 answer given. An accepted message's log entry is appended in the same database transaction as its
-`inbound_message` row, so "ACK" also means "logged": a crash before the commit loses both, and
-the sender, having no ACK, sends again. The ACK then carries a signed log receipt
+`inbound_message` row (one log append per batch), so "ACK" also means "logged": a crash before
+the commit loses both, and the sender, having no ACK, sends again. The ACK then carries a signed log receipt
 (`X-Lakou-Log-Receipt`, beckn/tlog/receipt.py). Refusals (NACKs) and retransmissions are logged
 best effort, after the answer is decided: a logging failure never changes the answer.
 
@@ -34,6 +36,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from beckn.errors import ACK_BODY, BecknError, ErrorCode, nack_body
+from beckn.inbound_batch import InboundCommitter, Stored, StoreInterrupted
 from beckn.models import BecknModel, EnvelopeInvalid, is_callback, parse_envelope
 from beckn.policy import NetworkPolicy, message_expires_at
 from beckn.registry_client import KeyResolutionError, RegistryUnavailable, SubscriberRecord
@@ -155,9 +158,12 @@ class InboundPipeline:
         bind_uri_host: bool = True,
         clock: Callable[[], float] = time.time,
         tlog: LogRecorder | None = None,
+        max_batch: int = 256,
     ) -> None:
         self._sessions = sessions
         self._tlog = tlog
+        # Accepted messages are stored (and logged) by group commit, at most `max_batch` a transaction.
+        self.committer = InboundCommitter(sessions, tlog, max_batch=max_batch)
         self._resolver = resolver
         self._receiver_id = receiver_id
         self._role = role
@@ -167,6 +173,10 @@ class InboundPipeline:
         self._bind_uri_host = bind_uri_host
         self._clock = clock
         self._signature_code = _SIGNATURE_CODE[role]
+
+    async def aclose(self) -> None:
+        """Wait for the group commit under way, if any (before the engine is disposed of)."""
+        await self.committer.aclose()
 
     async def handle(self, action: str, body: bytes, headers: Mapping[str, str]) -> InboundResult:
         trace = _Trace(seen=datetime.now(UTC), headers={k.lower(): v for k, v in headers.items()})
@@ -274,37 +284,27 @@ class InboundPipeline:
     ) -> InboundResult:
         context = envelope.context  # type: ignore[attr-defined]
         sender_id = verified.sender.subscriber_id
-        row = InboundMessage(
-            sender_id=sender_id,
-            message_id=context.message_id,
-            action=action,
-            transaction_id=context.transaction_id,
-            body=body,
-            body_digest=digest,
-            dedupe_key=_dedupe_key(action, digest),
-            headers={k: headers[k] for k in _KEPT_HEADERS if k in headers},
-            received_at=datetime.fromtimestamp(now, UTC),
-            expires_at=message_expires_at(context),
-            response_status=200,
-            response_body=ACK_BODY,
-        )
-        logged: Logged | None = None
+        row: dict[str, Any] = {
+            "sender_id": sender_id,
+            "message_id": context.message_id,
+            "action": action,
+            "transaction_id": context.transaction_id,
+            "body": body,
+            "body_digest": digest,
+            "dedupe_key": _dedupe_key(action, digest),
+            "headers": {k: headers[k] for k in _KEPT_HEADERS if k in headers},
+            "received_at": datetime.fromtimestamp(now, UTC),
+            "expires_at": message_expires_at(context),
+            "response_status": 200,
+            "response_body": ACK_BODY,
+        }
         try:
-            async with self._sessions() as session:
-                session.add(row)
-                # The insert first: a duplicate fails here before the log's sequencer lock is
-                # taken, and on SQLite the write lock is held before the log reads its head.
-                await session.flush()
-                if self._tlog is not None:
-                    logged = await self._tlog.append_in(
-                        session, self._record(action, body, trace, ACK_BODY, ack="ACK"))
-                await session.commit()
+            record = None if self._tlog is None else self._record(action, body, trace, ACK_BODY, ack="ACK")
+            # Group commit: returns once the batch holding this row (and its log entry) committed.
+            stored = await self.committer.store(row, record)
         except IntegrityError:
-            previous = await self._stored_response(sender_id, {"message_id": context.message_id}, action, digest)
-            if previous is None:  # the conflicting row vanished: should not happen, but never 500
-                raise _Refusal(_nack(503, ErrorCode.INVALID_REQUEST, "concurrent duplicate; retry")) from None
-            raise _Refusal(previous) from None  # the answer already given (logged as a retransmission)
-        except (SQLAlchemyError, OSError) as exc:
+            stored = Stored(None)  # taken as a duplicate: the stored row (if any) decides, below
+        except (SQLAlchemyError, OSError, StoreInterrupted) as exc:
             # Nothing was stored, so we must not ACK; a 503 tells the sender to retry.
             raise _Refusal(_nack(503, ErrorCode.INVALID_REQUEST,
                                  f"the message could not be stored ({type(exc).__name__}); retry later",
@@ -314,15 +314,20 @@ class InboundPipeline:
             raise _Refusal(_nack(503, ErrorCode.INVALID_REQUEST,
                                  f"the message could not be stored and logged ({type(exc).__name__}); retry later",
                                  headers={"Retry-After": "2"})) from None
+        if stored.id is None:  # already stored: a retransmission or a replayed message_id
+            previous = await self._stored_response(sender_id, {"message_id": context.message_id}, action, digest)
+            if previous is None:  # the conflicting row vanished: should not happen, but never 500
+                raise _Refusal(_nack(503, ErrorCode.INVALID_REQUEST, "concurrent duplicate; retry"))
+            raise _Refusal(previous)  # the answer already given (logged as a retransmission)
         accepted = AcceptedMessage(
-            id=row.id, action=action, sender_id=sender_id,
+            id=stored.id, action=action, sender_id=sender_id,
             gateway_id=verified.gateway.subscriber_id if verified.gateway else None,
             envelope=envelope, body=body,
         )
-        headers: dict[str, str] = {}
-        if logged is not None:
-            headers = self._receipt_headers(logged, body)
-        return InboundResult(InboundResponse(200, ACK_BODY, headers), accepted)
+        answer_headers: dict[str, str] = {}
+        if stored.logged is not None:
+            answer_headers = self._receipt_headers(stored.logged, body)
+        return InboundResult(InboundResponse(200, ACK_BODY, answer_headers), accepted)
 
     # ------------------------------------------------------------------ the transaction log
 

@@ -1,5 +1,5 @@
 """Transaction log costs: appends per second, proofs at a million leaves, the inbound pipeline with
-the log on and off (issue 8).
+the log on and off (issue 8), one request at a time and with many in flight (group commit).
 
 Figures only, and ratios against a baseline measured in the same run (batch-of-1 appends; the
 pipeline without the log), so they compare across machines where absolute timings do not.
@@ -192,9 +192,12 @@ async def _proofs(url: str, n: int, samples: int) -> dict[str, float]:
 # --------------------------------------------------------------------------- 3. pipeline, log on/off
 
 
-async def _pipeline_msgs_per_s(url: str, n: int, with_log: bool) -> float:
+async def _pipeline_msgs_per_s(url: str, n: int, with_log: bool, concurrency: int = 1) -> float:
     """The bench.pipeline harness (in-process, real resolver with warm cache, real store), with the
-    node's log passed as beckn/node.py does (a LogRecorder over a TransactionLog) or not at all."""
+    node's log passed as beckn/node.py does (a LogRecorder over a TransactionLog) or not at all.
+
+    `concurrency` requests are in flight at once, as on a busy node: 1 measures one message's
+    path alone; more lets accepted messages share a group commit (beckn/inbound_batch.py)."""
     await upgrade(url)
     engine = create_engine(url)
     sessions = session_factory(engine)
@@ -211,12 +214,17 @@ async def _pipeline_msgs_per_s(url: str, n: int, with_log: bool) -> float:
     for i in range(n + 1):
         body = _body(i)
         requests.append((body, {"Authorization": signer.sign(body), "Content-Type": "application/json"}))
+    todo = iter(requests[1:])
+
+    async def worker() -> None:
+        for body, headers in todo:  # shared iterator: each request is sent once, by one worker
+            result = await pipeline.handle("search", body, headers)
+            assert result.response.acked, result.response.body
+
     try:
         assert (await pipeline.handle("search", *requests[0])).response.acked  # warm-up
         start = time.perf_counter()
-        for body, headers in requests[1:]:
-            result = await pipeline.handle("search", body, headers)
-            assert result.response.acked, result.response.body
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
         if recorder is not None:
             # Every accepted message is in the log (same transaction as its row): n + warm-up.
@@ -227,11 +235,18 @@ async def _pipeline_msgs_per_s(url: str, n: int, with_log: bool) -> float:
     return n / elapsed
 
 
-async def _pipeline(urls: list[str], n: int) -> dict[str, float]:
+async def _pipeline(urls: list[str], n: int, concurrency: int) -> dict[str, float]:
     off = await _pipeline_msgs_per_s(urls[0], n, with_log=False)
     on = await _pipeline_msgs_per_s(urls[1], n, with_log=True)
-    return {"pipeline_messages": float(n), "pipeline_log_off_msgs_per_s": off,
-            "pipeline_log_on_msgs_per_s": on, "pipeline_log_on_ratio": on / off}
+    out = {"pipeline_messages": float(n), "pipeline_log_off_msgs_per_s": off,
+           "pipeline_log_on_msgs_per_s": on, "pipeline_log_on_ratio": on / off}
+    if concurrency > 1:
+        c = concurrency
+        off = await _pipeline_msgs_per_s(urls[2], n, with_log=False, concurrency=c)
+        on = await _pipeline_msgs_per_s(urls[3], n, with_log=True, concurrency=c)
+        out.update({"pipeline_concurrency": float(c), f"pipeline_c{c}_log_off_msgs_per_s": off,
+                    f"pipeline_c{c}_log_on_msgs_per_s": on, f"pipeline_c{c}_log_on_ratio": on / off})
+    return out
 
 
 # --------------------------------------------------------------------------- backends
@@ -260,28 +275,31 @@ async def _pg_database(base_url: str) -> AsyncIterator[str]:
 
 
 async def _measure(backend: str, scale: float, leaves: int, samples: int, messages: int,
-                   pg_base: str | None) -> dict[str, float]:
+                   pg_base: str | None, concurrency: int, only_pipeline: bool) -> dict[str, float]:
     out: dict[str, float] = {}
     async with contextlib.AsyncExitStack() as stack:
         if backend == "sqlite":
             tmp = stack.enter_context(tempfile.TemporaryDirectory())
-            urls = [f"sqlite+aiosqlite:///{tmp}/{name}.db" for name in ("appends", "proofs", "off", "on")]
+            urls = [f"sqlite+aiosqlite:///{tmp}/{name}.db"
+                    for name in ("appends", "proofs", "off", "on", "c_off", "c_on")]
         else:
             assert pg_base is not None
-            urls = [await stack.enter_async_context(_pg_database(pg_base)) for _ in range(4)]
-        out.update(await _appends(urls[0], scale))
-        out.update(await _proofs(urls[1], leaves, samples))
-        out.update(await _pipeline(urls[2:], messages))
+            urls = [await stack.enter_async_context(_pg_database(pg_base)) for _ in range(6)]
+        if not only_pipeline:
+            out.update(await _appends(urls[0], scale))
+            out.update(await _proofs(urls[1], leaves, samples))
+        out.update(await _pipeline(urls[2:], messages, concurrency))
     return out
 
 
 def run(scale: float = 1.0, postgres: str | bool | None = None, *, samples: int | None = None,
-        messages: int | None = None) -> dict[str, float]:
+        messages: int | None = None, concurrency: int = 64, only_pipeline: bool = False) -> dict[str, float]:
     """Figures for SQLite (`sqlite_*`) and PostgreSQL (`postgres_*`, when asked for).
 
     `scale` 1.0: a 1,000,000-leaf tree, 500 single appends, 40 batches of 64 and 20 of 256, 2,000
-    pipeline messages each way. `postgres`: a server URL (throwaway databases are made on it), None
-    for LAKOU_TEST_POSTGRES_URL if set, False for SQLite only.
+    pipeline messages each way, one at a time and, if `concurrency` > 1, that many in flight.
+    `postgres`: a server URL (throwaway databases are made on it), None for LAKOU_TEST_POSTGRES_URL
+    if set, False for SQLite only. `only_pipeline`: skip the appends and proofs.
     """
     leaves = max(2, round(1_000_000 * scale))
     samples = samples or max(20, min(200, round(200 * scale ** 0.5)))
@@ -290,11 +308,13 @@ def run(scale: float = 1.0, postgres: str | bool | None = None, *, samples: int 
         postgres = os.environ.get("LAKOU_TEST_POSTGRES_URL") or False
     results: dict[str, float] = {}
     results.update({f"sqlite_{k}": v for k, v in
-                    asyncio.run(_measure("sqlite", scale, leaves, samples, messages, None)).items()})
+                    asyncio.run(_measure("sqlite", scale, leaves, samples, messages, None, concurrency,
+                                         only_pipeline)).items()})
     if postgres:
         assert isinstance(postgres, str)
         try:
-            pg = asyncio.run(_measure("postgres", scale, leaves, samples, messages, postgres))
+            pg = asyncio.run(_measure("postgres", scale, leaves, samples, messages, postgres, concurrency,
+                                      only_pipeline))
         except OSError as exc:  # no server there: say so, keep the SQLite figures
             print(f"tlog bench: SKIPPING POSTGRESQL at {postgres}: {exc!r}", file=sys.stderr)
         else:
@@ -303,21 +323,30 @@ def run(scale: float = 1.0, postgres: str | bool | None = None, *, samples: int 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--scale", type=float, default=1.0, help="1.0 = a 1,000,000-leaf tree (default)")
     parser.add_argument("--postgres-url", default=None,
                         help="PostgreSQL server to make throwaway databases on (default: LAKOU_TEST_POSTGRES_URL)")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--messages", type=int, default=None, help="pipeline messages each way")
+    parser.add_argument("--concurrency", type=int, default=64,
+                        help="pipeline requests in flight at once, besides one at a time (default 64; 1: only that)")
+    parser.add_argument("--pipeline-only", action="store_true", help="skip the append and proof figures")
     args = parser.parse_args()
+    if args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    figures = run(args.scale, False if args.no_postgres else args.postgres_url, messages=args.messages)
+    figures = run(args.scale, False if args.no_postgres else args.postgres_url, messages=args.messages,
+                  concurrency=args.concurrency, only_pipeline=args.pipeline_only)
     for backend in ("sqlite", "postgres"):
         mine = {k.removeprefix(f"{backend}_"): v for k, v in figures.items() if k.startswith(f"{backend}_")}
         if not mine:
             continue
-        print(f"\n{backend}: transaction log, {int(mine['proof_leaves']):,}-leaf tree "
-              f"(built in {mine['proof_build_s']:.1f} s)")
+        if "proof_leaves" in mine:
+            print(f"\n{backend}: transaction log, {int(mine['proof_leaves']):,}-leaf tree "
+                  f"(built in {mine['proof_build_s']:.1f} s)")
+        else:
+            print(f"\n{backend}: transaction log, inbound pipeline only")
         print(f"{'figure':<32}{'value':>14}")
         for name, value in mine.items():
             print(f"{name:<32}{value:>14,.2f}")

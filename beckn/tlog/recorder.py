@@ -1,11 +1,11 @@
 """How a node feeds its transaction log: appends from the pipelines, receipts, and the checkpointer.
 
 Two ways in:
-* `append_in(session, record)`: inside the caller's transaction. The inbound pipeline logs an
-  accepted message in the same transaction as its `inbound_message` row, so a crash loses both or
-  neither and an ACK always means "stored and logged". One append per accepted message: each
-  holds the sequencer lock until its transaction commits, so accepted messages are sequenced one
-  at a time (on SQLite they already were, by the single write lock).
+* `append_in(session, records)`: inside the caller's transaction. The inbound pipeline logs
+  accepted messages in the same transaction as their `inbound_message` rows, so a crash loses both
+  or neither and an ACK always means "stored and logged". The sequencer lock is held until that
+  transaction commits, so the pipeline group-commits: the messages accepted meanwhile share one
+  transaction and one append (beckn/inbound_batch.py).
 * `append(record)`: best effort, for NACKs, retransmissions and outbound attempts. Records wait in
   a bounded queue and are written by a group commit: while one batch is being written, the
   records that arrive meanwhile form the next one (no timer, so no added latency when idle, and a
@@ -26,6 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import overload
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -118,10 +119,21 @@ class LogRecorder:
         self.dropped = 0
         self._group = GroupAppender(log.append_batch, max_pending=max_pending)
 
-    async def append_in(self, session: AsyncSession, record: LogRecord) -> Logged:
-        """Append inside the caller's transaction; raises whatever the store raises."""
-        [(index, leaf_hash)] = await self.log.append_in(session, [record])
-        return Logged(index, leaf_hash, record.seen_at)
+    @overload
+    async def append_in(self, session: AsyncSession, record: LogRecord) -> Logged: ...
+
+    @overload
+    async def append_in(self, session: AsyncSession, record: Sequence[LogRecord]) -> list[Logged]: ...
+
+    async def append_in(self, session: AsyncSession, record: LogRecord | Sequence[LogRecord]) -> Logged | list[Logged]:
+        """Append inside the caller's transaction; raises whatever the store raises.
+
+        One record, or several in order (a group commit: beckn.inbound_batch), in one append, so
+        under one sequencer lock and one head update."""
+        records = [record] if isinstance(record, LogRecord) else list(record)
+        entries = await self.log.append_in(session, records)
+        logged = [Logged(index, leaf_hash, r.seen_at) for r, (index, leaf_hash) in zip(records, entries, strict=True)]
+        return logged[0] if isinstance(record, LogRecord) else logged
 
     async def append(self, record: LogRecord) -> Logged | None:
         """Best effort: the entry, or None if it could not be logged (the failure is logged)."""
