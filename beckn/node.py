@@ -18,6 +18,12 @@ message it receives (beckn/inbound.py, in the same transaction as the stored mes
 delivery attempt it makes (beckn/outbox.py), signs a checkpoint every
 LAKOU_TLOG_CHECKPOINT_INTERVAL_SECONDS while the log grew, and publishes its log key (separate
 from the Beckn signing key, kept in the same key file) at `GET /tlog/vkey`.
+
+Witnessing (C2SP tlog-witness): every node cosigns its peers' checkpoints at
+`POST /tlog/witness/add-checkpoint`, and (LAKOU_TLOG_COSIGN) asks the peers it recently exchanged
+messages with to cosign its own, each checkpoint interval (beckn/tlog/cosigning.py); /tlog/* is
+served at the public URL's root, i.e. the subscriber URL without its final /beckn. The outbox checks
+the log receipt of every ACK against the receiver's registered log key (beckn/outbox.py).
 """
 
 from __future__ import annotations
@@ -57,9 +63,11 @@ from beckn.settings import Settings
 from beckn.signing import AUTHORIZATION, Signer
 from beckn.store.db import create_engine, session_factory, sqlite_path, upgrade
 from beckn.store.tables import OutboxMessage
+from beckn.tlog.cosigning import Cosigning
 from beckn.tlog.note import NoteSigner
 from beckn.tlog.recorder import Checkpointer, LogRecorder
 from beckn.tlog.store import TransactionLog
+from beckn.tlog.witness import registry_log_keys
 
 log = structlog.get_logger(__name__)
 
@@ -123,10 +131,22 @@ class BecknNode:
         self.tlog: TransactionLog | None = None
         self.recorder: LogRecorder | None = None
         self.checkpointer: Checkpointer | None = None
+        self.cosigning: Cosigning | None = None
+        # Peers' log keys from the registry, cached: the witness endpoint and the outbox's receipt
+        # checks share one cache (and one lookup per subscriber a minute).
+        self.log_keys = registry_log_keys(self.registry)
         if settings.tlog_enabled:
             self.tlog = TransactionLog(self.sessions, self.log_signer, self.tlog_origin)
             self.recorder = LogRecorder(self.tlog, self.subscriber_id)
             self.checkpointer = Checkpointer(self.tlog, settings.tlog_checkpoint_interval_seconds)
+            if settings.tlog_cosign:
+                # Its own loop beside the checkpointer's, reading the checkpoints it stored: a slow
+                # or dead witness never delays a checkpoint.
+                self.cosigning = Cosigning(
+                    self.tlog, self.sessions, self.log_keys, self.subscriber_id,
+                    interval=settings.tlog_checkpoint_interval_seconds, http=self.http,
+                    max_peers=settings.tlog_cosign_peers_max, recent_entries=settings.tlog_cosign_recent_entries,
+                    timeout=settings.tlog_cosign_timeout_seconds, concurrency=settings.tlog_cosign_concurrency)
         self.pipeline = InboundPipeline(
             sessions=self.sessions, resolver=self.resolver, receiver_id=self.subscriber_id, role=role,
             signature_skew_seconds=settings.signature_skew_seconds, max_body_bytes=settings.max_body_bytes,
@@ -138,6 +158,7 @@ class BecknNode:
             lease_seconds=max(30.0, 2 * settings.delivery_timeout_seconds),
             poll_interval=0.5,
             tlog=self.recorder,
+            receipt_keys=self.log_keys,
         )
         self.actions = tuple(actions)
         self._handler: Handler | None = None
@@ -222,7 +243,7 @@ class BecknNode:
         except ImportError:  # the auditor API ships separately; the log works without it
             tlog_router = None  # type: ignore[assignment]
         try:
-            from beckn.tlog.witness import Cosignatures, registry_log_keys, witness_router
+            from beckn.tlog.witness import Cosignatures, witness_router
         except ImportError:
             witness_router = None  # type: ignore[assignment]
         if tlog_router is not None:
@@ -239,7 +260,7 @@ class BecknNode:
             router.include_router(tlog_router(self.tlog, auditor_tokens=self.settings.tlog_auditor_tokens,
                                               cosignatures=source))
         if witness_router is not None:
-            router.include_router(witness_router(self.sessions, self.log_signer, registry_log_keys(self.registry)))
+            router.include_router(witness_router(self.sessions, self.log_signer, self.log_keys))
         return router
 
     async def health(self) -> tuple[dict[str, Any], bool]:
@@ -262,7 +283,19 @@ class BecknNode:
             "registration_mode": self.registration_mode,
             **({"registration_error": self.onboarding.last_error}
                if self.onboarding is not None and self.onboarding.last_error else {}),
+            **({"tlog": self._tlog_health()} if self.tlog is not None else {}),
         }, healthy
+
+    def _tlog_health(self) -> dict[str, Any]:
+        """Counters only (ids of peers, no message data): receipts of ACKs, the last cosigning round."""
+        body: dict[str, Any] = {"receipts": dict(self.worker.receipts)}
+        if self.cosigning is not None:
+            status = self.cosigning.peer_status
+            body["cosigning"] = {
+                "cosigned_by": sorted(p for p, s in status.items() if s == "cosigned"),
+                "failing": sorted(p for p, s in status.items() if s not in ("cosigned", "skipped")),
+            }
+        return body
 
     # ------------------------------------------------------------------ sending
 
@@ -321,6 +354,8 @@ class BecknNode:
         if self.checkpointer is not None:
             self._tasks.append(asyncio.create_task(self.checkpointer.run(self._stop),
                                                    name=f"{self.service}-tlog-checkpoints"))
+        if self.cosigning is not None:
+            self._tasks.append(asyncio.create_task(self.cosigning.run(self._stop), name=f"{self.service}-tlog-cosigning"))
         if self.registration_mode == "admin" and not self.registered:
             self._tasks.append(asyncio.create_task(self._register_until_done(), name=f"{self.service}-register"))
         elif self.onboarding is not None and self.registration_status != SUBSCRIBED:
@@ -334,6 +369,7 @@ class BecknNode:
         with suppress(asyncio.CancelledError):
             await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), timeout=10)
         await self.worker.aclose()
+        await self.pipeline.aclose()
         await self.http.aclose()
         await self.engine.dispose()
 

@@ -11,12 +11,24 @@ With a transaction log (`tlog`), every attempt is logged (direction "out", best 
 and signature sent, the receiver's answer (ACK, NACK and its code, an HTTP status, or no answer:
 "timeout" / "transport"), and in the entry's private sidecar the attempt number and the log
 receipt the receiver returned (`X-Lakou-Log-Receipt`), the sender's evidence that it was logged.
+
+Given the receivers' log keys (`receipt_keys`, the registry's `log_vkey`s, cached), the receipt of
+every ACK is checked before it is kept: signed by a log key the receiver's registry record
+publishes, by the receiver (the participant the message's context names, or the one whose
+registered subscriber URL the message was posted under), over exactly the bytes sent. The outcome goes in the
+attempt's sidecar as `x-lakou-log-receipt-status` ("valid", "missing", "unverified" when the
+registry could not be asked, or "invalid-format" / "invalid-receiver" / "invalid-signature" /
+"invalid-body"), is counted in `DeliveryWorker.receipts`, and anything but "valid" is a warning.
+The delivery outcome never changes: the ACK is the protocol's answer, the receipt our evidence.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import email.utils
+import hashlib
 import json
 import os
 import random
@@ -24,7 +36,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -37,8 +49,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from beckn.signing import AUTHORIZATION, GATEWAY_AUTHORIZATION, body_digest
 from beckn.store.tables import AttemptOutcome, DeliveryAttempt, OutboxMessage, OutboxStatus
 from beckn.tlog.leaf import LogRecord
-from beckn.tlog.receipt import RECEIPT_HEADER
+from beckn.tlog.note import NoteError, parse_note
+from beckn.tlog.receipt import RECEIPT_HEADER, ReceiptError, verify_receipt
 from beckn.tlog.recorder import LogRecorder
+from beckn.tlog.witness import LogKeys, RegistryLogKeys, WitnessUnavailable, subscriber_of
 
 log = structlog.get_logger(__name__)
 
@@ -52,6 +66,8 @@ _HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 # Statuses that say "not now" rather than "never": RFC 9110 408, RFC 8470 425, RFC 6585 429.
 _RETRYABLE_4XX = frozenset({408, 425, 429})
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
+# The attempt's sidecar metadata saying how the receiver's log receipt checked out.
+RECEIPT_STATUS = "x-lakou-log-receipt-status"
 # Beckn answers are a few hundred bytes; keep enough of anything else to diagnose it.
 MAX_STORED_RESPONSE = 64 * 1024
 _MAX_ERROR = 2000
@@ -236,6 +252,7 @@ class DeliveryWorker:
         worker_id: str | None = None,
         clock: Callable[[], datetime] = _utcnow,
         tlog: LogRecorder | None = None,
+        receipt_keys: LogKeys | None = None,
     ) -> None:
         if per_destination_limit < 1:
             raise ValueError(f"per_destination_limit must be at least 1, got {per_destination_limit}")
@@ -254,6 +271,10 @@ class DeliveryWorker:
         self._sessions = sessions
         self._signer = signer
         self._tlog = tlog
+        # origin -> the receiver's registered log keys (beckn.tlog.witness.registry_log_keys, cached).
+        self._receipt_keys = receipt_keys
+        # How the receipts of ACKs checked out (module docstring); "invalid" sums every invalid-*.
+        self.receipts: dict[str, int] = {"valid": 0, "missing": 0, "unverified": 0, "invalid": 0}
         self._own_http = http is None
         self._http = http or httpx.AsyncClient(
             timeout=request_timeout,
@@ -510,6 +531,8 @@ class DeliveryWorker:
             metadata = {"x-lakou-attempt": str(message.attempts + 1)}
             if result.receipt is not None:
                 metadata["x-lakou-log-receipt"] = result.receipt
+            if ack == "ACK" and self._receipt_keys is not None:
+                metadata[RECEIPT_STATUS] = await self._check_receipt(message, result.receipt, context)
             record = LogRecord(
                 direction="out", action=message.action, node=self._tlog.node_id,
                 peer=_receiver_id(message.action, context), transaction_id=message.transaction_id,
@@ -523,6 +546,60 @@ class DeliveryWorker:
             log.error("outbox.log_record_failed", outbox_id=message.id, error=_describe(exc))
             return
         await self._tlog.append(record)
+
+    async def _check_receipt(self, message: _Claimed, receipt: str | None, context: Mapping[str, Any]) -> str:
+        """The receipt status of an ACK (module docstring): counted, and warned about unless valid."""
+        receiver = _receiver_id(message.action, context)
+        if receipt is None:
+            status, reason = "missing", "the ACK carried no log receipt"
+        else:
+            try:
+                status, reason = await self._verify_receipt(receipt, message, receiver)
+            except Exception as exc:  # noqa: BLE001 - the check must never cost the attempt its log entry
+                status, reason = "unverified", f"check failed: {type(exc).__name__}"
+        self.receipts[status.split("-", 1)[0]] += 1
+        if status != "valid":
+            # Ids and the reason only: never the body, nor the receipt (it holds the body's hash).
+            log.warning("outbox.log_receipt_" + status.split("-", 1)[0], status=status, reason=reason,
+                        outbox_id=message.id, destination=message.destination_key, receiver=receiver,
+                        action=message.action)
+        return status
+
+    async def _verify_receipt(self, value: str, message: _Claimed, receiver: str | None) -> tuple[str, str]:
+        assert self._receipt_keys is not None
+        origin = _receipt_origin(value)
+        if origin is None:
+            return "invalid-format", "not a signed log receipt"
+        urls: Sequence[str] | None = None
+        try:
+            # Cached per receiver (a lookup a minute at most); bounded, so a slow registry costs at
+            # most one request timeout and the receipt is kept as "unverified".
+            async with asyncio.timeout(self.request_timeout):
+                if isinstance(self._receipt_keys, RegistryLogKeys):
+                    registered = await self._receipt_keys.registered(origin)
+                    keys, urls = registered.keys, registered.urls
+                else:
+                    keys = await self._receipt_keys(origin)
+        except (WitnessUnavailable, TimeoutError):
+            return "unverified", "the registry could not be asked for the receiver's log key"
+        # The receipt's log must be the receiver's: the participant the message names, or the one
+        # whose registered subscriber URL we posted to (a gateway relaying a callback, a search
+        # broadcast that names no BPP yet).
+        if subscriber_of(origin) != receiver and not _under(message.destination_url, urls or ()):
+            if receiver is not None or urls is not None:
+                return "invalid-receiver", f"receipt from log {origin!r}, not the receiver's"
+        keys = [k for k in keys if k.name == origin]
+        if not keys:
+            return "invalid-signature", f"no log key for {origin!r} in the registry"
+        for key in keys:
+            try:
+                receipt = verify_receipt(value, key)
+            except ReceiptError:
+                continue
+            if receipt.body_sha256 != hashlib.sha256(message.body).digest():
+                return "invalid-body", "the receipt is for another body than the one sent"
+            return "valid", ""
+        return "invalid-signature", "not signed by the receiver's registered log key"
 
     async def _record(self, message: _Claimed, result: _Result, started: datetime, duration_ms: float) -> None:
         now = self._clock()
@@ -681,6 +758,23 @@ def _context(body: bytes) -> dict[str, Any]:
     return context if isinstance(context, dict) else {}
 
 
+def _under(url: str, bases: Sequence[str]) -> bool:
+    """Whether `url` is below one of the subscriber URLs `bases` (same scheme, host and port)."""
+    return any(url.startswith(base.rstrip("/") + "/") for base in bases if base)
+
+
+def _receipt_origin(value: str) -> str | None:
+    """The log origin a receipt claims (unverified: only to find the key that must have signed it)."""
+    if len(value) > 4096:
+        return None
+    try:
+        text, _ = parse_note(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+    except (binascii.Error, ValueError, NoteError):
+        return None
+    lines = text.split("\n")
+    return lines[1] if len(lines) > 2 and lines[1] else None
+
+
 def _receiver_id(action: str, context: Mapping[str, Any]) -> str | None:
     """Who the message is for, as its context names it: the BAP for a callback, the BPP for a
     request (None for a search broadcast through a gateway: no bpp_id yet)."""
@@ -716,4 +810,4 @@ def _describe(exc: BaseException) -> str:
     return _clip(f"{type(exc).__name__}: {exc}")
 
 
-__all__ = ["DeliveryWorker", "SignerLike", "destination_key", "enqueue"]
+__all__ = ["RECEIPT_STATUS", "DeliveryWorker", "SignerLike", "destination_key", "enqueue"]

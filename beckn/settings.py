@@ -89,6 +89,23 @@ class Settings(BaseSettings):
         "A log keeps the origin it was started under: changing it later stops the node from logging.",
     )
 
+    tlog_cosign: bool = Field(
+        True,
+        description="Ask the peers this node recently exchanged messages with to cosign its checkpoints "
+        "(C2SP tlog-witness at <peer's subscriber URL without /beckn>/tlog/witness/add-checkpoint); their "
+        "cosignatures are served with GET /tlog/checkpoint. Only peers publishing a log_vkey are asked.",
+    )
+    tlog_cosign_peers_max: int = Field(
+        8, ge=0, description="At most this many peers (the most recent distinct ones) are asked per checkpoint."
+    )
+    tlog_cosign_recent_entries: int = Field(
+        10_000, ge=1, description="Peers are taken from the log's last this-many entries."
+    )
+    tlog_cosign_timeout_seconds: float = Field(
+        5.0, gt=0, description="Longest wait for one witness's answer; a peer that is down is retried next round."
+    )
+    tlog_cosign_concurrency: int = Field(4, ge=1, description="Witnesses asked at the same time.")
+
     tlog_auditor_tokens: str | None = Field(
         None,
         description="Who may export a transaction's sidecars (raw bodies) from GET /tlog/transactions/{txn}/"

@@ -8,6 +8,7 @@ derives from the witness's published log key, never with the witness's own answe
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -227,3 +228,42 @@ async def test_witness_refuses_unknown_origins_foreign_keys_and_malformed_bodies
         assert refused.value.status == 403
         await http.aclose()
 
+
+
+async def test_registry_log_keys_are_cached_and_one_lookup_serves_concurrent_callers(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """The key source the witness endpoint and the outbox's receipt checks share: a burst of callers
+    for one subscriber costs one registry lookup, unknown subscribers are cached too, and an entry
+    expires after max_age. Counted on the wire, through a proxy in front of the real registry."""
+    from network import DelayingProxy
+    from test_registry_service import AUTH, running_registry
+    from test_registry_service import record as admin_record
+
+    from beckn.registry_client import RegistryClient
+    from beckn.tlog.witness import registry_log_keys
+
+    with running_registry(sqlite_url, tmp_path / "registry") as registry:
+        async with httpx.AsyncClient(timeout=10) as http:
+            added = await http.post(registry + "/admin/participants", headers=AUTH,
+                                    json=admin_record(PEER, log_vkey=LOG_SIGNER.vkey, url=f"https://{PEER}/beckn"))
+            assert added.status_code in (200, 201), added.text
+        # The lookups are held a little, so the callers below overlap (if they did not, the cache
+        # would answer them: one lookup either way).
+        proxy = DelayingProxy(upstream_port=int(registry.rsplit(":", 1)[1]), delays={"/lookup": 0.2}).start()
+        client = RegistryClient(proxy.url)
+        now = [0.0]
+        keys = registry_log_keys(client, max_age=60, clock=lambda: now[0])
+        try:
+            answers = await asyncio.gather(*(keys(ORIGIN) for _ in range(20)))
+            assert all([k.vkey for k in answer] == [LOG_SIGNER.vkey] for answer in answers)
+            assert len(proxy.seen) == 1
+            registered = await keys.registered(f"{PEER}/tlog/2026h2")  # same subscriber, other origin
+            assert registered.urls == (f"https://{PEER}/beckn",) and len(proxy.seen) == 1
+            assert list(await keys("nobody.example.mq/tlog")) == []
+            assert list(await keys("nobody.example.mq/tlog")) == [] and len(proxy.seen) == 2
+            now[0] = 61.0  # past max_age: asked again
+            assert [k.vkey for k in await keys(ORIGIN)] == [LOG_SIGNER.vkey] and len(proxy.seen) == 3
+        finally:
+            await client.aclose()
+            proxy.stop()

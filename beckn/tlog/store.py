@@ -61,9 +61,10 @@ def _head_tree(head: TlogHead) -> merkle.CompactRange:
 
 
 # Besides the signature headers, the sidecar keeps these (lower-cased) metadata entries of a
-# record's headers: the sender's delivery attempt number and the log receipt the receiver gave
-# (beckn.tlog.receipt). They are not covered by the leaf's `auth` commitment.
-SIDECAR_METADATA = ("x-lakou-attempt", "x-lakou-log-receipt")
+# record's headers: the sender's delivery attempt number, the log receipt the receiver gave
+# (beckn.tlog.receipt) and what the sender found when it checked that receipt. They are not
+# covered by the leaf's `auth` commitment.
+SIDECAR_METADATA = ("x-lakou-attempt", "x-lakou-log-receipt", "x-lakou-log-receipt-status")
 
 
 def _sidecar_headers(headers: Mapping[str, str]) -> dict[str, str]:

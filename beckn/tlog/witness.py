@@ -38,11 +38,12 @@ publishes (`cosigner_vkey_for`): no second key to publish, rotate or trust.
 
 Log side: `request_cosignature(...)` submits one checkpoint to one witness; `Cosignatures` keeps
 the returned lines per checkpoint size (table ``tlog_cosignature``) and `attach`es them to the
-published note.
+published note. beckn/tlog/cosigning.py decides whom to ask, when, and from which size.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import re
@@ -82,6 +83,8 @@ __all__ = [
     "ADD_CHECKPOINT",
     "Cosignatures",
     "LogKeys",
+    "RegisteredLog",
+    "RegistryLogKeys",
     "TlogCosignature",
     "TlogWitnessed",
     "WitnessConflict",
@@ -171,33 +174,78 @@ def static_log_keys(keys: Mapping[str, Sequence[str]]) -> LogKeys:
     return resolve
 
 
-def registry_log_keys(client: RegistryClient, *, max_age: float = 60.0, clock: Callable[[], float] = time.monotonic) -> LogKeys:
+@dataclass(frozen=True)
+class RegisteredLog:
+    """What the registry says of one subscriber's log: its SUBSCRIBED records' log keys and the
+    subscriber URLs of those records."""
+
+    keys: tuple[NoteVerifier, ...]
+    urls: tuple[str, ...]
+
+
+class RegistryLogKeys:
     """Log keys from the registry: the ``log_vkey`` of the origin's subscriber's SUBSCRIBED records
-    valid now (beckn.registry_client.RegistryClient). Answers are cached for ``max_age`` seconds,
-    unknown subscribers too, so a flood of add-checkpoints costs one lookup per origin per minute."""
-    from beckn.registry_client import SUBSCRIBED, RegistryUnavailable
+    (beckn.registry_client.RegistryClient). A `LogKeys`: ``await keys(origin)``. Answers are cached
+    for ``max_age`` seconds, unknown subscribers too, so a flood of add-checkpoints costs one lookup
+    per origin per minute; and one lookup per subscriber runs at a time, so a burst of ACKs to
+    check after the cache expired (the outbox checks every receipt with these keys) costs one too.
+    `registered(origin)` also gives the records' subscriber URLs (where that log's node is)."""
 
-    cache: dict[str, tuple[float, list[NoteVerifier]]] = {}
+    def __init__(self, client: RegistryClient, *, max_age: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._client = client
+        self._max_age = max_age
+        self._clock = clock
+        self._cache: dict[str, tuple[float, RegisteredLog]] = {}
+        self._inflight: dict[str, asyncio.Future[RegisteredLog]] = {}
 
-    async def resolve(origin: str) -> Sequence[NoteVerifier]:
+    async def __call__(self, origin: str) -> Sequence[NoteVerifier]:
+        return (await self.registered(origin)).keys
+
+    async def registered(self, origin: str) -> RegisteredLog:
+        """Raises WitnessUnavailable when the registry cannot be asked."""
         sid = subscriber_of(origin)
-        hit = cache.get(sid)
-        if hit is not None and clock() - hit[0] < max_age:
+        hit = self._cache.get(sid)
+        if hit is not None and self._clock() - hit[0] < self._max_age:
             return hit[1]
+        pending = self._inflight.get(sid)
+        if pending is None:
+            pending = self._inflight[sid] = asyncio.ensure_future(self._fetch(sid))
+
+            def done(future: asyncio.Future[RegisteredLog]) -> None:
+                self._inflight.pop(sid, None)
+                if not future.cancelled():
+                    future.exception()  # retrieved here too: every waiter may have gone
+
+            pending.add_done_callback(done)
+        # shield: one waiter cancelled (e.g. its request timed out) must not cancel the others'.
+        return await asyncio.shield(pending)
+
+    async def _fetch(self, sid: str) -> RegisteredLog:
+        from beckn.registry_client import SUBSCRIBED, RegistryUnavailable
+
         try:
-            records = await client.lookup(subscriber_id=sid)
+            records = await self._client.lookup(subscriber_id=sid)
         except RegistryUnavailable as exc:
             raise WitnessUnavailable(str(exc)) from None
         keys: dict[str, NoteVerifier] = {}
+        urls: list[str] = []
         for r in records:
             if r.subscriber_id == sid and r.status == SUBSCRIBED and r.log_vkey:
                 keys[r.log_vkey] = NoteVerifier.from_vkey(r.log_vkey)  # parsed by normalise_record
-        if len(cache) > 10_000:
-            cache.clear()
-        cache[sid] = (clock(), list(keys.values()))
-        return cache[sid][1]
+                if r.url and r.url not in urls:
+                    urls.append(r.url)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        found = RegisteredLog(tuple(keys.values()), tuple(urls))
+        self._cache[sid] = (self._clock(), found)
+        return found
 
-    return resolve
+
+def registry_log_keys(client: RegistryClient, *, max_age: float = 60.0,
+                      clock: Callable[[], float] = time.monotonic) -> RegistryLogKeys:
+    """The registry's log keys as a `LogKeys` (see RegistryLogKeys)."""
+    return RegistryLogKeys(client, max_age=max_age, clock=clock)
 
 
 # ------------------------------------------------------------------ the request body
