@@ -8,12 +8,16 @@ saved by an earlier run. The node is just a source of bytes (research note audit
   saved checkpoint, and (--full) the whole tree recomputed from the tlog-tiles.
 * ``lakou audit messages``: one transaction's messages with their raw bodies (auditor token), each
   opened against its leaf's commitments and proved into a verified checkpoint.
+* ``lakou audit reconcile``: two or more parties' logs of one transaction matched against each
+  other (each message sent by one received by the other with the same body hash), every signature
+  checked against the registry's signed key history (beckn/tlog/reconcile.py).
 * ``lakou audit token``: a new auditor token and the hash the node's operator configures.
 
 Exit codes: 0 all checks passed, 1 a check failed (the message says which), 2 usage, network or
 HTTP errors (nothing was concluded).
 
-Only the pure parts of beckn.tlog (merkle, note, tiles, leaf) are used: no database, no node code.
+Only the pure parts of beckn.tlog (merkle, note, tiles, leaf, receipt, reconcile), the BECKN-006
+signature code and the registry record parser are used: no database, no node code.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ import json
 import os
 import secrets
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -41,6 +46,17 @@ from beckn.tlog.note import (
     NoteVerifier,
     open_checkpoint,
     verify_cosignature,
+)
+from beckn.tlog.reconcile import (
+    ExportError,
+    KeyAt,
+    Report,
+    export_subscriber,
+    log_owner,
+    moments,
+    reconcile,
+    signature_key_ids,
+    verify_log,
 )
 
 audit_app = typer.Typer(
@@ -135,9 +151,25 @@ class Node:
             raise Usage(f"GET {path}: HTTP {response.status_code}: {_detail(response)}")
         return response
 
-    def json(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    def json_or_none(self, path: str) -> dict[str, Any] | None:
+        """As json(), but None for a 404 (nothing of that name on this node)."""
         try:
-            data = self.get(path, params).json()
+            response = self._client.get(path)
+        except httpx.HTTPError as exc:
+            raise Usage(f"GET {path}: {exc}") from None
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise Usage(f"GET {path}: HTTP {response.status_code}: {_detail(response)}")
+        return self._object(path, response)
+
+    def json(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self._object(path, self.get(path, params))
+
+    @staticmethod
+    def _object(path: str, response: httpx.Response) -> dict[str, Any]:
+        try:
+            data = response.json()
         except ValueError:
             raise Usage(f"GET {path}: the answer is not JSON") from None
         if not isinstance(data, dict):
@@ -508,6 +540,248 @@ def _path_segment(value: str) -> str:
     from urllib.parse import quote
 
     return quote(value, safe="")
+
+
+# ---------------------------------------------------------------- lakou audit reconcile
+
+
+class RegistryHistory:
+    """The registry's key history over HTTP, every answer checked against the registry's signing
+    key (X-Registry-Signature) before use: reconcile.KeyHistory for `lakou audit reconcile`.
+
+    The registry's key is `--registry-key` if given (pinned), else the one it serves at
+    GET /registry-key (trust on first use, said in the report)."""
+
+    def __init__(self, url: str, timeout: float, registry_key: str | None) -> None:
+        from beckn.keys import KeyFormatError, load_verify_key
+
+        if not url.startswith(("http://", "https://")):
+            raise Usage(f"--registry must be an http(s) URL, not {url!r}")
+        self.url = url.rstrip("/")
+        self._client = httpx.Client(base_url=self.url, timeout=timeout)
+        self.pinned = registry_key is not None
+        self.registry_id: str | None = None
+        if registry_key is None:
+            try:
+                published = self._client.get("/registry-key")
+                published.raise_for_status()
+                data = published.json()
+                registry_key, self.registry_id = data["signing_public_key"], data["subscriber_id"]
+            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+                raise Usage(f"GET {self.url}/registry-key: {exc}") from None
+        try:
+            self._key = load_verify_key(str(registry_key))
+        except KeyFormatError as exc:
+            raise Usage(f"--registry-key is not an Ed25519 public key: {exc}") from None
+        self._cache: dict[str, list[Any]] = {}
+
+    def _lookup(self, body: dict[str, str]) -> list[Any]:
+        from beckn.registry_client import InvalidRecord, normalise_record
+        from beckn.signing import SignatureError, body_digest, parse_signature_header, verify_signature
+
+        cache_key = json.dumps(body, sort_keys=True)
+        if cache_key in self._cache:
+            return self._cache[cache_key]
+        try:
+            response = self._client.post("/lookup", json=body)
+        except httpx.HTTPError as exc:
+            raise Usage(f"registry lookup: {exc}") from None
+        if response.status_code != 200:
+            raise Usage(f"registry lookup: HTTP {response.status_code}: {_detail(response)}")
+        header = response.headers.get("X-Registry-Signature")
+        try:
+            if not header:
+                raise SignatureError("the answer carries no X-Registry-Signature")
+            params = parse_signature_header(header)
+            if self.registry_id is not None and params.subscriber_id != self.registry_id:
+                raise SignatureError(f"signed by {params.subscriber_id!r}, not the registry {self.registry_id!r}")
+            verify_signature(params, self._key, digest_b64=body_digest(response.content))
+        except SignatureError as exc:
+            # An answer the registry's key did not sign proves nothing about anybody's keys.
+            raise Failed(f"the registry's lookup answer is not signed by its key: {exc.reason}") from None
+        try:
+            elements = response.json()
+        except ValueError:
+            raise Usage("registry lookup: the answer is not JSON") from None
+        records = []
+        for element in elements if isinstance(elements, list) else []:
+            try:
+                records.append(normalise_record(element))
+            except InvalidRecord:
+                continue
+        self._cache[cache_key] = records
+        return records
+
+    def signing_key(self, subscriber_id: str, unique_key_id: str, at: datetime) -> KeyAt:
+        moment = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        records = [r for r in self._lookup({"subscriber_id": subscriber_id, "ukId": unique_key_id, "valid_at": moment})
+                   if r.subscriber_id == subscriber_id and r.unique_key_id == unique_key_id]
+        keys = {r.verify_key.encode() for r in records if r.verify_key is not None}
+        if not keys:
+            return KeyAt(None, "no such key valid then: not yet valid, expired or revoked before it")
+        if len(keys) > 1:
+            return KeyAt(None, "the registry shows several different keys under that id")
+        return KeyAt(next(r.verify_key for r in records if r.verify_key is not None))
+
+    def log_vkeys(self, subscriber_id: str, at: Sequence[datetime] = ()) -> list[str]:
+        queries: list[dict[str, str]] = [{"subscriber_id": subscriber_id}]
+        queries += [{"subscriber_id": subscriber_id, "valid_at": t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+                    for t in moments(at)]
+        found = [r.log_vkey for query in queries for r in self._lookup(query)
+                 if r.subscriber_id == subscriber_id and r.log_vkey]
+        return list(dict.fromkeys(found))
+
+    def role(self, subscriber_id: str) -> str | None:
+        types = {r.type for r in self._lookup({"subscriber_id": subscriber_id}) if r.subscriber_id == subscriber_id}
+        return types.pop() if len(types) == 1 else None
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _fetch_export(url: str, txn: str, token: str | None, timeout: float) -> dict[str, Any]:
+    """One node's export of the transaction; a node that logged nothing of it gives an empty one
+    (with its checkpoint, so that whose log it is can still be verified)."""
+    client = Node(url, timeout, token)
+    try:
+        export = client.json_or_none(f"/tlog/transactions/{_path_segment(txn)}/sidecars")
+        if export is not None:
+            return export
+        # 404: none of this transaction here (or an unknown token would have been a 401 first).
+        note = client.get("/tlog/checkpoint").text
+        vkey = client.get("/tlog/vkey").text.strip()
+        return {"transaction_id": txn, "tree_size": None, "checkpoint": note, "entries": [],
+                "origin": vkey.split("+", 1)[0]}
+    finally:
+        client.close()
+
+
+def _pending(export: dict[str, Any]) -> bool:
+    entries = export.get("entries")
+    return not isinstance(export.get("checkpoint"), str) or (
+        isinstance(entries, list) and any(isinstance(e, dict) and e.get("proof") is None for e in entries))
+
+
+def _load_export(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(_read(path))
+    except ValueError:
+        raise Usage(f"{str(path)!r} is not JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
+        raise Usage(f"{str(path)!r} is not a transaction export (GET /tlog/transactions/<txn>/sidecars)")
+    return data
+
+
+def _print_report(report: Report, registry: RegistryHistory, as_json: bool) -> None:
+    if as_json:
+        for log in report.nodes:
+            cp = log.checkpoint
+            typer.echo(json.dumps({"kind": "log", "node": log.subscriber_id, "role": log.role,
+                                   "checkpoint_size": cp.size if cp else None, "entries": len(log.entries)}))
+        for finding in report.findings:
+            typer.echo(json.dumps(finding.json(), ensure_ascii=False))
+        typer.echo(json.dumps({"kind": "summary", "reconciled": report.reconciled, "flags": len(report.flags),
+                               "matched": sum(f.kind == "matched" for f in report.findings),
+                               "registry_key": "pinned" if registry.pinned else "served by the registry"}))
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(highlight=False, soft_wrap=True)
+    if not registry.pinned:
+        console.print(f"[yellow]note:[/] the registry's key was taken from {escape(registry.url)}/registry-key; "
+                      "pin it with --registry-key")
+    for log in report.nodes:
+        cp = log.checkpoint
+        state = f"checkpoint size {cp.size}" if cp else "[red]no verified checkpoint[/]"
+        console.print(f"log of {escape(log.name)}: {state}, {len(log.entries)} entries of the transaction")
+    style = {"matched": "green", "out_of_scope": "dim", "not_delivered": "dim", "erased": "yellow"}
+    for finding in sorted(report.findings, key=lambda f: (not f.flag, f.kind != "matched")):
+        mark = "[red]FLAG[/]" if finding.flag else f"[{style.get(finding.kind, 'dim')}]{finding.kind}[/]"
+        console.print(f"{mark} {escape(finding.message)}")
+    matched = sum(f.kind == "matched" for f in report.findings)
+    if report.reconciled:
+        console.print(f"[green]reconciled:[/] {matched} message(s) matched, no flag")
+    else:
+        console.print(f"[red]NOT reconciled:[/] {len(report.flags)} flag(s), {matched} message(s) matched")
+
+
+@audit_app.command("reconcile")
+def reconcile_command(
+    txn: Annotated[str, typer.Option("--txn", help="The transaction id.")],
+    registry: Annotated[str, typer.Option(
+        "--registry", envvar="LAKOU_AUDIT_REGISTRY", help="The registry's URL: log keys and signing-key history.")],
+    node: Annotated[list[str] | None, typer.Option(
+        "--node", help="A node's base URL; repeat for each party (BAP, BPP, gateway...).")] = None,
+    token: Annotated[list[str] | None, typer.Option(
+        "--token", envvar="LAKOU_AUDITOR_TOKEN",
+        help="Auditor token: one for every --node, or one per --node in the same order.")] = None,
+    export: Annotated[list[Path] | None, typer.Option(
+        "--export", help="A saved export (JSON of /tlog/transactions/<txn>/sidecars) instead of a --node.")] = None,
+    registry_key: Annotated[str | None, typer.Option(
+        "--registry-key", envvar="LAKOU_AUDIT_REGISTRY_KEY",
+        help="The registry's Ed25519 public key (base64) to check its answers; default: GET /registry-key.")] = None,
+    save: Annotated[Path | None, typer.Option(
+        "--save", help="Save each fetched export into this directory as <subscriber_id>.json.")] = None,
+    wait: Annotated[float, typer.Option(
+        "--wait", min=0, help="Seconds to wait for checkpoints covering every entry before concluding.")] = 10.0,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of the human summary.")] = False,
+    timeout: TimeoutOpt = 30.0,
+) -> None:
+    """Match the BAP's and the BPP's (and any other party's) logs of one transaction: each message
+    sent by one was received by the other with the same body hash, each signature valid against the
+    registry's key history. Exit 0 reconciled, 1 any flag, 2 usage or network error."""
+    import time
+
+    def body() -> None:
+        urls, files, tokens = node or [], export or [], token or []
+        if len(urls) + len(files) < 1:
+            raise Usage("give at least one --node URL or --export FILE (usually one per party)")
+        if urls and not tokens:
+            raise Usage("--node needs an auditor --token (or $LAKOU_AUDITOR_TOKEN)")
+        if len(tokens) not in (0, 1, len(urls)):
+            raise Usage(f"give one --token for all nodes or one per --node ({len(urls)}), not {len(tokens)}")
+        exports = [_load_export(path) for path in files]
+        deadline = time.monotonic() + wait
+        for i, url in enumerate(urls):
+            got = _fetch_export(url, txn, tokens[i] if len(tokens) > 1 else tokens[0], timeout)
+            # Entries logged after the node's latest checkpoint have no proof yet: the checkpointer
+            # signs one every few seconds, so wait for it rather than flag them.
+            while _pending(got) and time.monotonic() < deadline:
+                time.sleep(0.5)
+                got = _fetch_export(url, txn, tokens[i] if len(tokens) > 1 else tokens[0], timeout)
+            exports.append(got)
+        keys = RegistryHistory(registry, timeout, registry_key)
+        try:
+            logs = []
+            seen: set[str] = set()
+            for data in exports:
+                origin = data.get("origin")  # set by _fetch_export for a node with no entry of the txn
+                claimed = export_subscriber(data) or (log_owner(origin) if isinstance(origin, str) else None)
+                if claimed is None:
+                    raise Usage("an export names no node and has no checkpoint: whose log is it?")
+                if claimed in seen:
+                    raise Usage(f"two logs of {claimed} given")
+                seen.add(claimed)
+                if save is not None:
+                    save.mkdir(parents=True, exist_ok=True)
+                    _write_atomically(save / f"{claimed}.json", json.dumps(data, indent=1))
+                # Its own signatures' times: the log key published with the Beckn key it used then.
+                hints = [at for sid, _, at in signature_key_ids(data) if sid == claimed]
+                try:
+                    logs.append(verify_log(data, txn, claimed, keys.log_vkeys(claimed, hints), keys.role(claimed)))
+                except ExportError as exc:  # what a node served (or a file holds) is not its log
+                    raise Failed(f"the export of {claimed} is malformed: {exc}") from None
+            if not any(data["entries"] for data in exports):
+                raise Usage(f"none of the logs given has an entry of transaction {txn!r}")
+            report = reconcile(logs, keys)
+        finally:
+            keys.close()
+        _print_report(report, keys, as_json)
+        if not report.reconciled:
+            raise typer.Exit(FAILED)
+
+    _run(body)
 
 
 # ---------------------------------------------------------------- lakou audit token
