@@ -1,7 +1,8 @@
 """The registry's composition root: `lakou serve registry` runs `create_app`.
 
-The registry does not send Beckn messages yet, so it needs no `BecknNode`: only its store, the
-open `/lookup`, the operator's admin API and `/health`.
+The registry does not send Beckn messages, so it needs no `BecknNode`: only its store, the
+lookups, `/subscribe`, the operator's admin API, `/health`, and its own signed transaction log
+(registry/tlog.py: LAKOU_TLOG_ENABLED, the auditor API under /tlog, a checkpointer in the lifespan).
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from registry.errors import install_handlers
 from registry.lookup_routes import lookup_router
 from registry.ratelimit import install_rate_limits
 from registry.schemas import ErrorOut, Health
+from registry.settings import registry_settings
 from registry.signed_response import load_registry_identity
 from registry.subscribe import subscribe_router
 from registry.tables import RegistryParticipant
+from registry.tlog import RegistryLog, RegistryLogMiddleware, vkey_router
 
 log = structlog.get_logger(__name__)
 
@@ -38,8 +41,15 @@ def create_app(settings: Settings, *, host: str = "127.0.0.1", port: int = DEFAU
     engine = create_engine(database_url)
     sessions = session_factory(engine)
     token = settings.registry_admin_token or None  # an empty token would be a door left open
-    # The registry's own keys (node-keys.json in data_dir): they sign every lookup answer.
-    identity = load_registry_identity(settings.data_dir, settings.subscriber_id)
+    # The registry's own keys (node-keys.json in data_dir): they sign every lookup answer; its log
+    # key, in the same file, signs only its transaction log's checkpoints.
+    identity = load_registry_identity(settings.data_dir, settings.subscriber_id, settings.tlog_origin)
+    tlog: RegistryLog | None = None
+    if settings.tlog_enabled:
+        tlog = RegistryLog(sessions, identity.log_signer, identity.subscriber_id,
+                           checkpoint_interval=settings.tlog_checkpoint_interval_seconds,
+                           max_pending=registry_settings(settings).registry_tlog_max_pending,
+                           max_body_bytes=settings.max_body_bytes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:  # noqa: ARG001 - FastAPI's signature
@@ -47,10 +57,15 @@ def create_app(settings: Settings, *, host: str = "127.0.0.1", port: int = DEFAU
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         await upgrade(database_url)
-        log.info("registry.started", url=f"http://{host}:{port}", admin_api=token is not None)
+        if tlog is not None:
+            await tlog.start()
+        log.info("registry.started", url=f"http://{host}:{port}", admin_api=token is not None,
+                 tlog=tlog.origin if tlog is not None else None)
         try:
             yield
         finally:
+            if tlog is not None:
+                await tlog.stop()
             await engine.dispose()
 
     app = FastAPI(
@@ -66,8 +81,12 @@ def create_app(settings: Settings, *, host: str = "127.0.0.1", port: int = DEFAU
     )
     install_handlers(app)
     install_rate_limits(app, settings)  # per caller, per route class (registry/ratelimit.py)
+    if tlog is not None:
+        # Outside the rate limiter: a refused (429) request was received too, and is logged.
+        app.add_middleware(RegistryLogMiddleware, registry_log=tlog)
     app.state.registry_identity = identity
-    app.include_router(lookup_router(sessions, identity, settings))
+    app.state.registry_tlog = tlog
+    app.include_router(lookup_router(sessions, identity, settings, tlog))
 
     @app.get("/health", tags=["operations"], summary="Liveness and readiness", response_model=Health,
              responses={503: {"model": Health, "description": "The database is unreachable."}})
@@ -81,12 +100,16 @@ def create_app(settings: Settings, *, host: str = "127.0.0.1", port: int = DEFAU
             database = f"unavailable: {type(exc).__name__}"
         healthy = database == "ok"
         body = {"status": "ok" if healthy else "degraded", "service": "registry", "database": database,
-                "participants": participants, "admin_api": token is not None}
+                "participants": participants, "admin_api": token is not None,
+                "tlog": tlog.health() if tlog is not None else {"enabled": False}}
         return JSONResponse(body, status_code=200 if healthy else 503)
 
     app.include_router(admin_router(sessions, token=token, max_body_bytes=settings.max_body_bytes))
-    app.include_router(subscribe_router(sessions, settings, identity))
+    app.include_router(subscribe_router(sessions, settings, identity, tlog))
     app.include_router(did_router(sessions, settings))
+    # The log key is published even with the log off (as the nodes do); the auditor API needs a log.
+    app.include_router(tlog.routes(settings.tlog_auditor_tokens) if tlog is not None
+                       else vkey_router(identity.log_signer))
     return app
 
 

@@ -53,6 +53,7 @@ from registry.lookup import LookupFilter
 from registry.settings import registry_settings
 from registry.signed_response import RESPONSE_SIGNATURE_HEADER, verify_lookup_response
 from registry.snapshot import SnapshotStore
+from registry.tlog import RegistryLog, Trace
 from registry.tables import RegistryParticipant
 from registry.vocabulary import wire_time
 
@@ -180,9 +181,12 @@ class Federation:
         self._clock = clock
         self._cache: OrderedDict[_CacheKey, tuple[float, list[dict[str, Any]] | None]] = OrderedDict()
         self.partner_requests = 0  # how many HTTP lookups were sent to partners (tests, metrics)
+        self.tlog: RegistryLog | None = None  # the registry's log: each lookup sent is an entry
 
-    async def lookup(self, criteria: LookupFilter, headers: Mapping[str, str]) -> list[dict[str, Any]]:
-        """What the partners (and imported snapshots) know for `criteria`, each marked with its origin."""
+    async def lookup(self, criteria: LookupFilter, headers: Mapping[str, str],
+                     transaction_id: str | None = None) -> list[dict[str, Any]]:
+        """What the partners (and imported snapshots) know for `criteria`, each marked with its origin.
+        `transaction_id`: the asking request's exchange in the log, shared by the lookups sent."""
         hops, visited = read_hops(headers)
         if hops >= self._max_hops:
             return []  # asked through federation: our own tables only
@@ -194,7 +198,8 @@ class Federation:
         if partners:
             async with httpx.AsyncClient(timeout=self._timeout) as client:
                 answers = list(await asyncio.gather(
-                    *(self._ask(client, p, body, out_headers, hops + 1, visited) for p in partners)))
+                    *(self._ask(client, p, body, out_headers, hops + 1, visited, transaction_id)
+                      for p in partners)))
         by_origin: list[tuple[str, list[dict[str, Any]]]] = []
         answered: set[str] = set(skip)
         for partner, answer in zip(partners, answers, strict=True):
@@ -231,19 +236,24 @@ class Federation:
         return results
 
     async def _ask(self, client: httpx.AsyncClient, partner: Partner, body: dict[str, str],
-                   headers: dict[str, str], hops: int, visited: list[str]) -> list[dict[str, Any]] | None:
+                   headers: dict[str, str], hops: int, visited: list[str],
+                   transaction_id: str | None = None) -> list[dict[str, Any]] | None:
         key: _CacheKey = (partner.id, hops, tuple(visited), json.dumps(body, sort_keys=True))
         now = self._clock()
         cached = self._cache.get(key)
         if cached is not None and now < cached[0]:
             self._cache.move_to_end(key)
-            return cached[1]
+            return cached[1]  # nothing sent: nothing to log
+        raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        trace, sent_at, failure = Trace(), datetime.now(UTC), None
         try:
-            answer = await asyncio.wait_for(self._fetch(client, partner, body, headers), self._timeout)
+            answer = await asyncio.wait_for(self._fetch(client, partner, raw, headers, trace), self._timeout)
         except TimeoutError:
-            answer = self._discard(partner, f"no answer within {self._timeout:g} s")
+            answer, failure = self._discard(partner, f"no answer within {self._timeout:g} s"), "timeout"
         except httpx.HTTPError as exc:
-            answer = self._discard(partner, f"unreachable ({type(exc).__name__})")
+            answer, failure = self._discard(partner, f"unreachable ({type(exc).__name__})"), "unreachable"
+        if self.tlog is not None:
+            self._log(partner, raw, headers, trace, answer, failure, transaction_id, sent_at)
         lifetime = self._cache_seconds if answer is not _Failed else min(FAILURE_CACHE_SECONDS, self._cache_seconds)
         if lifetime > 0:
             self._cache[key] = (self._clock() + lifetime, answer)
@@ -252,17 +262,39 @@ class Federation:
                 self._cache.popitem(last=False)
         return answer
 
-    async def _fetch(self, client: httpx.AsyncClient, partner: Partner, body: dict[str, str],
-                     headers: dict[str, str]) -> list[dict[str, Any]] | None:
+    def _log(self, partner: Partner, body: bytes, headers: Mapping[str, str], trace: Trace,
+             answer: list[dict[str, Any]] | None, failure: str | None, transaction_id: str | None,
+             sent_at: datetime) -> None:
+        """The lookup sent to `partner`, into the registry's log in the background (hot path)."""
+        assert self.tlog is not None
+        if answer is not _Failed:
+            ack, code = "ACK", None
+        elif trace.status is not None:
+            ack, code = "NACK", str(trace.status) if trace.status != 200 else "refused"  # unverified answer
+        else:
+            ack, code = None, failure or "unreachable"
+        try:
+            self.tlog.record_soon(self.tlog.outbound(
+                "lookup", peer=partner.id, transaction_id=transaction_id, body=body, headers=headers, trace=trace,
+                ack=ack, code=code, seen_at=sent_at, keep_response=False))  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - the log never breaks a lookup
+            log.error("registry.tlog_record_failed", action="lookup", error_type=type(exc).__name__)
+
+    async def _fetch(self, client: httpx.AsyncClient, partner: Partner, body: bytes,
+                     headers: dict[str, str], trace: Trace) -> list[dict[str, Any]] | None:
         self.partner_requests += 1
-        async with client.stream("POST", f"{partner.url}/lookup", json=body, headers=headers) as response:
+        async with client.stream("POST", f"{partner.url}/lookup", content=body,
+                                 headers={**headers, "Content-Type": "application/json"}) as response:
+            trace.status = response.status_code
             if response.status_code != 200:
                 return self._discard(partner, f"HTTP {response.status_code}")
             raw = bytearray()
             async for chunk in response.aiter_bytes():
                 raw += chunk
                 if len(raw) > MAX_ANSWER_BYTES:
+                    trace.response = bytes(raw)
                     return self._discard(partner, f"answer larger than {MAX_ANSWER_BYTES} bytes")
+            trace.response = bytes(raw)
             signature = response.headers.get(RESPONSE_SIGNATURE_HEADER)
         try:
             verify_lookup_response(bytes(raw), signature, partner.verify_key, registry_id=partner.id)

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request as StarletteRequest
@@ -44,6 +44,7 @@ from registry.federation import federation_from_settings
 from registry.lookup import LookupFilter, find, parse_filter, subscription_json
 from registry.schemas import ErrorOut, LookupRequest, Subscription, inline_schema
 from registry.signed_response import RESPONSE_SIGNATURE_HEADER, RegistryIdentity, signed_json
+from registry.tlog import RegistryLog, exchange_id, set_peer
 from registry.vocabulary import parse_time
 
 V2_MIN_CRITERIA = 2
@@ -83,6 +84,10 @@ class RegistryKeyOut(BaseModel):
     encr_public_key: str = Field(description="X25519, raw base64.")
     response_signature_header: str = Field(description="The response header carrying the signature.")
     signature_validity_seconds: int = Field(description="expires - created of each answer's signature.")
+    log_vkey: str = Field(description="The key of the registry's transaction log (C2SP note verifier key, "
+                                      "separate from the signing key): verify its checkpoints with it "
+                                      "(`lakou audit verify --vkey`). Also at GET /tlog/vkey.")
+    log_origin: str = Field(description="The origin (first line) of the registry's log checkpoints.")
 
 
 async def read_body_and_json(request: Request, max_bytes: int) -> tuple[bytes, Any]:
@@ -106,20 +111,22 @@ async def read_body_and_json(request: Request, max_bytes: int) -> tuple[bytes, A
 
 
 def lookup_router(sessions: async_sessionmaker[AsyncSession], identity: RegistryIdentity,
-                  settings: Settings) -> APIRouter:
+                  settings: Settings, tlog: RegistryLog | None = None) -> APIRouter:
     router = APIRouter(tags=["registry"])
     signer = identity.signer()
     realm = identity.subscriber_id
 
-    # Partner registries asked when /lookup finds nothing here (registry/federation.py).
+    # Partner registries asked when /lookup finds nothing here (registry/federation.py); the
+    # lookups sent to them go to the registry's log (`tlog`), under the asking request's exchange.
     federation = federation_from_settings(settings, realm, sessions)
+    federation.tlog = tlog
 
     async def answer(criteria: LookupFilter, federated: Request | None = None) -> Response:
         async with sessions() as session:
             found = await find(session, criteria, datetime.now(UTC))
         results = [subscription_json(p, k) for p, k in found]
         if not results and federated is not None:
-            results = await federation.lookup(criteria, federated.headers)
+            results = await federation.lookup(criteria, federated.headers, transaction_id=exchange_id(federated))
         return signed_json(results, signer)
 
     @router.post(
@@ -155,8 +162,9 @@ def lookup_router(sessions: async_sessionmaker[AsyncSession], identity: Registry
         country, url), as ONDC's registry requires."""
         raw, payload = await read_body_and_json(request, settings.max_body_bytes)
         async with sessions() as session:
-            await authenticate_signed_request(session, request.headers.get("authorization"), raw, realm=realm,
-                                              skew_seconds=settings.signature_skew_seconds)
+            caller = await authenticate_signed_request(session, request.headers.get("authorization"), raw,
+                                                       realm=realm, skew_seconds=settings.signature_skew_seconds)
+        set_peer(request, caller)  # the verified signer, named in the log's leaf
         criteria = parse_filter(payload)
         if criteria.criteria_count() < V2_MIN_CRITERIA:
             raise bad_request(f"/v2.0/lookup needs at least {V2_MIN_CRITERIA} search parameters among subscriber_id, "
@@ -204,14 +212,16 @@ def lookup_router(sessions: async_sessionmaker[AsyncSession], identity: Registry
             raise unauthorized(f"vlookup refused: signature does not verify with any current key of {sender!r}; "
                                f"sign exactly {message.decode()!r} (country|domain|type|city|subscriber_id as "
                                "sent, unhashed) with your Ed25519 private key", realm)
+        set_peer(request, sender)
         return await answer(parse_filter(parameters))
 
-    @router.get("/registry-key", summary="The registry's public keys, to verify its signed answers",
-                response_model=RegistryKeyOut)
-    async def registry_key() -> JSONResponse:
+    @router.get("/registry-key", summary="The registry's public keys, to verify its signed answers and its log",
+                response_model=RegistryKeyOut, responses={200: {"headers": _SIGNED_ANSWER["headers"]}})
+    async def registry_key() -> Response:
         """The key that signs every lookup answer (header X-Registry-Signature) and its key id,
-        plus the registry's X25519 public key."""
-        return JSONResponse(identity.public_json())
+        the registry's X25519 public key, and the key of its transaction log (`log_vkey`). Signed
+        like a lookup answer, so a relayed copy still shows which log key the registry vouched for."""
+        return signed_json(identity.public_json(), signer)
 
     return router
 

@@ -119,12 +119,22 @@ class ErrorOut(BaseModel):
     error: ErrorDetail
 
 
+class TlogHealth(BaseModel):
+    enabled: bool = Field(description="Whether the registry logs its protocol messages (LAKOU_TLOG_ENABLED).")
+    origin: str | None = Field(None, description="The log's checkpoint origin.")
+    dropped: int = Field(0, description="Lookup records dropped since start because the log's queue was full.")
+    failed: int = Field(0, description="Lookup records the store could not write since start (database errors).")
+    checkpoints: str | None = Field(None, description="ok, or halted (the stored log disagrees with a signed "
+                                                      "checkpoint: an operator must investigate).")
+
+
 class Health(BaseModel):
     status: str
     service: str
     database: str
     participants: int | None
     admin_api: bool = Field(description="Whether the admin API is enabled (LAKOU_REGISTRY_ADMIN_TOKEN set).")
+    tlog: TlogHealth | None = Field(None, description="The registry's transaction log.")
 
 
 def inline_schema(model: type[BaseModel]) -> dict[str, Any]:

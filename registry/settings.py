@@ -28,6 +28,13 @@ class RegistrySettings(Settings):
         10.0, gt=0, description="How long the registry waits for a subscriber's on_subscribe answer."
     )
 
+    registry_tlog_max_pending: int = Field(
+        10_000, ge=1,
+        description="The registry's transaction log (LAKOU_TLOG_ENABLED): how many lookup records may wait for "
+        "the log's group commit. Lookups never wait for the log; when this many are waiting, a further record "
+        "is dropped and counted (/health tlog.dropped).",
+    )
+
     # ---- rate limits per caller (registry/ratelimit.py; ONDC's: digest §6.2). 0 means unlimited.
     registry_rate_subscribe_per_minute: int = Field(
         10, ge=0, description="/subscribe requests per minute per caller (ONDC allows 10)."

@@ -29,7 +29,7 @@ from typing import Any
 from fastapi.responses import Response
 from nacl.signing import SigningKey, VerifyKey
 
-from beckn.keyfile import ensure_node_keys
+from beckn.keyfile import ensure_node_keys, load_log_key
 from beckn.keys import load_signing_key
 from beckn.signing import (
     ALGORITHM,
@@ -41,6 +41,7 @@ from beckn.signing import (
     parse_signature_header,
     verify_signature,
 )
+from beckn.tlog.note import NoteSigner
 
 RESPONSE_SIGNATURE_HEADER = "X-Registry-Signature"
 RESPONSE_VALIDITY_SECONDS = 300  # the default lookup cache lifetime of a node (LAKOU_LOOKUP_CACHE_SECONDS)
@@ -49,10 +50,21 @@ DEFAULT_REGISTRY_ID = "registry.lakou.localhost"
 
 @dataclass(frozen=True, slots=True)
 class RegistryIdentity:
-    """The registry's own subscriber id and keys (signing for answers, X25519 for challenges)."""
+    """The registry's own subscriber id and keys (signing for answers, X25519 for challenges, and
+    the separate log key that signs its transaction log's checkpoints, issue 8)."""
 
     subscriber_id: str
-    keys: dict[str, str]  # node-keys.json: unique_key_id, signing/encryption private and public keys
+    keys: dict[str, str]  # node-keys.json: unique_key_id, signing/encryption/log private and public keys
+    log_origin: str = ""  # the log's checkpoint origin (LAKOU_TLOG_ORIGIN); default <subscriber_id>/tlog
+
+    @property
+    def tlog_origin(self) -> str:
+        return self.log_origin or f"{self.subscriber_id}/tlog"
+
+    @property
+    def log_signer(self) -> NoteSigner:
+        """The log key, named after the log's origin (never the signing key)."""
+        return NoteSigner(self.tlog_origin, load_log_key(self.keys))
 
     @property
     def unique_key_id(self) -> str:
@@ -81,12 +93,17 @@ class RegistryIdentity:
             "encr_public_key": self.keys["encryption_public_key"],
             "response_signature_header": RESPONSE_SIGNATURE_HEADER,
             "signature_validity_seconds": RESPONSE_VALIDITY_SECONDS,
+            # Where partners and auditors learn the key of the registry's transaction log.
+            "log_vkey": self.log_signer.vkey,
+            "log_origin": self.tlog_origin,
         }
 
 
-def load_registry_identity(data_dir: Path, subscriber_id: str | None) -> RegistryIdentity:
-    """The registry's keys, generated (0600) on first start, like every node's."""
-    return RegistryIdentity(subscriber_id or DEFAULT_REGISTRY_ID, ensure_node_keys(data_dir))
+def load_registry_identity(data_dir: Path, subscriber_id: str | None,
+                           log_origin: str | None = None) -> RegistryIdentity:
+    """The registry's keys, generated (0600) on first start, like every node's; a key file made
+    before the transaction log existed gets its log key added once (beckn/keyfile.py)."""
+    return RegistryIdentity(subscriber_id or DEFAULT_REGISTRY_ID, ensure_node_keys(data_dir), log_origin or "")
 
 
 def signed_json(payload: Any, signer: Signer, *, status_code: int = 200) -> Response:

@@ -93,6 +93,7 @@ from registry.schemas import ErrorOut, inline_schema
 from registry.settings import RegistrySettings, registry_settings
 from registry.signed_response import RegistryIdentity
 from registry.tables import ParticipantStatus, ParticipantType, RegistryKey, RegistryParticipant
+from registry.tlog import RegistryLog, Trace, exchange_id, set_peer
 from registry.vocabulary import check_url, wire_time
 
 log = structlog.get_logger(__name__)
@@ -361,23 +362,29 @@ async def _set_status(sessions: async_sessionmaker[AsyncSession], reg: Registrat
 
 
 async def call_on_subscribe(
-    client: httpx.AsyncClient, url: str, body: bytes, authorization: str, *, timeout: float
+    client: httpx.AsyncClient, url: str, body: bytes, authorization: str, *, timeout: float,
+    trace: Trace | None = None,
 ) -> Any:
     """POST the challenge; the decoded JSON answer, or `ChallengeFailed` saying what went wrong.
-    Raises `_InvalidSSL` when the certificate does not verify."""
+    Raises `_InvalidSSL` when the certificate does not verify. `trace` gets the HTTP status and
+    the answer's bytes (for the registry's log)."""
     target = f"{url}/on_subscribe"
     headers = {"Content-Type": "application/json", AUTHORIZATION: authorization}
+    trace = trace if trace is not None else Trace()
     try:
         async with client.stream("POST", target, content=body, headers=headers, timeout=timeout) as response:
+            trace.status = response.status_code
             chunks: list[bytes] = []
             size = 0
             async for chunk in response.aiter_bytes():
                 size += len(chunk)
                 if size > ON_SUBSCRIBE_MAX_BYTES:
+                    trace.response = b"".join(chunks)
                     raise ChallengeFailed(f"POST {target} answered more than {ON_SUBSCRIBE_MAX_BYTES} bytes; the "
                                           'answer is just {"answer": "<decrypted challenge>"}')
                 chunks.append(chunk)
             raw = b"".join(chunks)
+            trace.response = raw
     except httpx.TimeoutException:
         raise ChallengeFailed(f"POST {target} did not answer within {timeout:g} s: check that the service is up "
                               "and reachable from the registry (firewall, reverse proxy)") from None
@@ -461,7 +468,7 @@ def _final_status(previous: ParticipantStatus | None, reg: Registration, policy:
 
 
 def subscribe_router(sessions: async_sessionmaker[AsyncSession], settings: Settings,
-                     identity: RegistryIdentity) -> APIRouter:
+                     identity: RegistryIdentity, tlog: RegistryLog | None = None) -> APIRouter:
     policy = registry_settings(settings)
     signer = identity.signer()
     realm = identity.subscriber_id
@@ -571,6 +578,7 @@ def subscribe_router(sessions: async_sessionmaker[AsyncSession], settings: Setti
             await authenticate(session, request.headers.get(AUTHORIZATION), raw, first, realm=realm,
                                skew_seconds=settings.signature_skew_seconds,
                                digest_header=request.headers.get("digest"))
+        set_peer(request, first.subscriber_id)  # its signature verified: the log's leaf may name it
 
         previous = await begin_all(sessions, regs)
         plaintext, challenge = make_challenge(identity.keys["encryption_private_key"], first.encr_public_key)
@@ -578,13 +586,16 @@ def subscribe_router(sessions: async_sessionmaker[AsyncSession], settings: Setti
                       else ParticipantStatus.UNDER_SUBSCRIPTION)
         body = json.dumps(challenge_body(status_now, challenge), separators=(",", ":")).encode("utf-8")
         target = f"{callback_url}/on_subscribe"
+        authorization = signer.sign(body)
+        trace, sent_at = Trace(), datetime.now(UTC)
         try:
             async with httpx.AsyncClient(follow_redirects=False) as client:
-                answer = await call_on_subscribe(client, callback_url, body, signer.sign(body),
-                                                 timeout=policy.registry_on_subscribe_timeout_seconds)
+                answer = await call_on_subscribe(client, callback_url, body, authorization,
+                                                 timeout=policy.registry_on_subscribe_timeout_seconds, trace=trace)
             check_answer(answer, plaintext, challenge, target=target, reg=first,
                          registry_encr_public=registry_encr_public)
         except ChallengeFailed as exc:
+            await log_challenge(request, first.subscriber_id, body, authorization, trace, sent_at, exc)
             outcomes = []
             for reg, before in zip(regs, previous, strict=True):
                 if before is not ParticipantStatus.SUBSCRIBED:
@@ -600,6 +611,7 @@ def subscribe_router(sessions: async_sessionmaker[AsyncSession], settings: Setti
             what = "the entry " + outcomes[0] if len(regs) == 1 else "entries: " + "; ".join(outcomes)
             raise ChallengeFailed(f"{exc.error.message}. Nothing was changed or published ({what}); fix this "
                                   "and subscribe again") from None
+        await log_challenge(request, first.subscriber_id, body, authorization, trace, sent_at, None)
 
         statuses = []
         for reg, before in zip(regs, previous, strict=True):
@@ -609,6 +621,25 @@ def subscribe_router(sessions: async_sessionmaker[AsyncSession], settings: Setti
                      unique_key_id=reg.unique_key_id, status=status.value, changed=result.changed)
             statuses.append(status)
         return statuses
+
+    async def log_challenge(request: Request, subscriber_id: str, body: bytes, authorization: str, trace: Trace,
+                            sent_at: datetime, failure: ChallengeFailed | None) -> None:
+        """The on_subscribe challenge sent, with the answer (or the failure), into the log."""
+        if tlog is None:
+            return
+        if failure is None:
+            ack, code = "ACK", None
+        elif trace.status is None:  # no answer at all
+            ack, code = None, "invalid_ssl" if isinstance(failure, _InvalidSSL) else "no_answer"
+        else:
+            ack, code = "NACK", str(trace.status) if trace.status != 200 else "wrong_answer"
+        try:
+            await tlog.record_now(tlog.outbound(
+                "on_subscribe", peer=subscriber_id, transaction_id=exchange_id(request), body=body,
+                headers={AUTHORIZATION: authorization}, trace=trace, ack=ack, code=code,  # type: ignore[arg-type]
+                seen_at=sent_at))
+        except Exception as exc:  # noqa: BLE001 - best effort: the log never fails a subscribe
+            log.error("registry.tlog_record_failed", action="on_subscribe", error_type=type(exc).__name__)
 
     return router
 
