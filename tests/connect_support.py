@@ -108,7 +108,8 @@ def callback_params(response: httpx.Response) -> dict[str, str]:
 
 async def code_flow(op: Provider, client_id: str = "shop", *, redirect_uri: str = "http://127.0.0.1:9/cb",
                     auth_method: str = "client_secret_basic", scope: str = "openid profile email mq_residence",
-                    username: str = "josephine", browser: httpx.AsyncClient | None = None) -> dict[str, Any]:
+                    username: str = "josephine", password: str = PASSWORD,
+                    browser: httpx.AsyncClient | None = None) -> dict[str, Any]:
     """The whole code flow with authlib's client (PKCE S256); returns token, nonce and the callback."""
     nonce = random_value()
     async with AsyncOAuth2Client(client_id, op.clients[client_id], scope=scope, redirect_uri=redirect_uri,
@@ -119,7 +120,7 @@ async def code_flow(op: Provider, client_id: str = "shop", *, redirect_uri: str 
         own = browser is None
         browser = browser or httpx.AsyncClient()
         try:
-            callback = callback_params(await browser_login(browser, url, username=username))
+            callback = callback_params(await browser_login(browser, url, username=username, password=password))
         finally:
             if own:
                 await browser.aclose()

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from conftest import free_port
+from conftest import CHEAP_ARGON2_ENV, free_port, migrated_sqlite_copy
 
 
 @dataclass
@@ -81,7 +81,7 @@ class Network:
         port = port or (self.registry_port if service == "registry" else free_port())
         data_dir = self.root / name
         data_dir.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LAKOU_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LAKOU_") or k in CHEAP_ARGON2_ENV}
         env.update(
             LAKOU_DATA_DIR=str(data_dir),
             LAKOU_REGISTRY_URL=self.registry_url,
@@ -91,6 +91,9 @@ class Network:
             LAKOU_BPP_ADMIN_TOKEN=self.bpp_admin_token,
         )
         env.update(extra_env or {})
+        store = data_dir / "lakou.db"
+        if "LAKOU_DATABASE_URL" not in env and not store.exists():
+            migrated_sqlite_copy(store)  # its start-up upgrade is then a no-op, as on a restart
         log_path = self.root / f"{name}.log"
         with log_path.open("ab") as log_file:
             process = subprocess.Popen(
@@ -142,13 +145,19 @@ class DelayingProxy:
     it. Requests in absolute form (`POST http://host:port/beckn/on_search`) go to that host: set the
     proxy as a process's `HTTP_PROXY` and the process's outgoing calls go through it (httpx honours it).
     `delays` maps a path suffix (`/search`, `/on_search`) to seconds; it may change at any time.
-    `seen` lists (method, url, delay) of every request passed on.
+    `holds` maps a path suffix to an event: such requests wait until the test sets it, which orders
+    them after what the test waited for, however slow the machine. `seen` lists (method, url, delay)
+    of every request received, `held` the URLs of those held, `relayed` (method, url, status) of
+    every request whose answer went back.
     """
 
     def __init__(self, upstream_port: int | None = None, delays: dict[str, float] | None = None) -> None:
         self.upstream_port = upstream_port
         self.delays: dict[str, float] = dict(delays or {})
+        self.holds: dict[str, threading.Event] = {}
         self.seen: list[tuple[str, str, float]] = []
+        self.held: list[str] = []
+        self.relayed: list[tuple[str, str, int]] = []
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
@@ -193,6 +202,10 @@ class DelayingProxy:
         bare = path.split("?", 1)[0]
         return next((seconds for suffix, seconds in list(self.delays.items()) if bare.endswith(suffix)), 0.0)
 
+    def _hold_for(self, path: str) -> threading.Event | None:
+        bare = path.split("?", 1)[0]
+        return next((event for suffix, event in list(self.holds.items()) if bare.endswith(suffix)), None)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
@@ -211,10 +224,14 @@ class DelayingProxy:
                     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
                 else:
                     host, port, path = "127.0.0.1", self.upstream_port or 0, target
-                delay = self._delay_for(path)
-                self.seen.append((method, f"http://{host}:{port}{path}", delay))
+                delay, hold, url = self._delay_for(path), self._hold_for(path), f"http://{host}:{port}{path}"
+                self.seen.append((method, url, delay))
                 if delay:
                     await asyncio.sleep(delay)
+                if hold is not None:
+                    self.held.append(url)
+                    while not hold.is_set():
+                        await asyncio.sleep(0.02)
                 kept = [(k, v) for k, v in headers
                         if k.lower() not in ("host", "connection", "proxy-connection", "keep-alive")]
                 out = "".join([f"{method} {path} HTTP/1.1\r\n", f"Host: {host}:{port}\r\n",
@@ -229,6 +246,9 @@ class DelayingProxy:
                 await up_writer.drain()
                 response = await up_reader.read()  # the upstream closes: we asked for Connection: close
                 up_writer.close()
+                # Recorded before answering: the sender may have given up waiting meanwhile.
+                status = response.split(b" ", 2)[1] if response.startswith(b"HTTP/") else b"0"
+                self.relayed.append((method, url, int(status) if status.isdigit() else 0))
                 writer.write(response)
                 await writer.drain()
                 if b"connection: close" in response.split(b"\r\n\r\n", 1)[0].lower():

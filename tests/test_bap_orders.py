@@ -30,6 +30,9 @@ from test_bap_service import Identity, callback_request
 from test_bpp_merchant_api import item, profile
 from test_bpp_merchant_orders import net_query
 
+# Not about migrations: stores start at the newest one (tests/conftest.py).
+pytestmark = pytest.mark.migrated_store
+
 PROVIDER = "panier-lea"
 ITEM = f"{PROVIDER}-panier"
 PRICE = Decimal("4.50")

@@ -27,6 +27,9 @@ from bpp.catalogue import ProviderFile, provider_rows
 from bpp.search import catalog_json
 from bpp.tables import BppProviderProfile
 
+# Not about migrations: stores start at the newest one (tests/conftest.py).
+pytestmark = pytest.mark.migrated_store
+
 NEAR = {"gps": "14.6000, -61.0000", "radius_km": "10"}
 
 

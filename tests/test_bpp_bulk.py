@@ -10,9 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from test_bpp_merchant_api import SIRET_B, Merchant, item, on_search_item, profile
 from test_bpp_service import Network, confirm_message, found_items, net, search, shared, spec  # noqa: F401
+
+# Not about migrations: stores start at the newest one (tests/conftest.py).
+pytestmark = pytest.mark.migrated_store
 
 CSV_HEADERS = {"Content-Type": "text/csv"}
 

@@ -16,12 +16,16 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from beckn.errors import ACK_BODY
 from bpp.tables import BppItem, BppOrder
 from test_bpp_merchant_api import Merchant, item, profile
 from test_bpp_service import BILLING, PAY_AT_PICKUP, Network, Peer, net, spec  # noqa: F401 (fixtures)
+
+# Not about migrations: stores start at the newest one (tests/conftest.py).
+pytestmark = pytest.mark.migrated_store
 
 ROUNDS = 6
 PROVIDER, ITEM = "confiturerie-lea", "confiture-goyave"

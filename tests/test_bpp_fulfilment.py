@@ -21,6 +21,9 @@ from bpp.catalogue import DEMO_CATALOGUE, load_catalogue
 from bpp.tables import BppOrder
 from test_bpp_merchant_api import Merchant, profile
 from test_bpp_service import (  # noqa: F401 (fixtures)
+
+# Not about migrations: stores start at the newest one (tests/conftest.py).
+pytestmark = pytest.mark.migrated_store
     BILLING, PAY_AT_PICKUP, Network, demo_price, found_items, net, order, search, shared, spec,
 )
 

@@ -41,6 +41,9 @@ from test_bpp_service import (  # noqa: F401 - fixtures
 )
 from test_conformance import Spec
 
+# Not about migrations: stores start at the newest one (tests/conftest.py).
+pytestmark = pytest.mark.migrated_store
+
 DEFAULT_TERMS = [{"fulfillment_state": {"descriptor": {"code": "RECEIVED"}}, "reason_required": True,
                   "cancellation_fee": {"percentage": "0"}}]
 NO_RETURNS = [{"fulfillment_state": {"descriptor": {"code": "COMPLETED"}}, "return_eligible": False}]

@@ -16,6 +16,9 @@ import pytest
 from bpp.merchant_api import siret_ok
 from test_bpp_service import ADMIN_TOKEN, Network, found_items, net, search, shared, spec  # noqa: F401
 
+# Not about migrations: stores start at the newest one (tests/conftest.py).
+pytestmark = pytest.mark.migrated_store
+
 SIRET_A, SIRET_B = "94580730215736", "86039547620075"  # valid Luhn check digits
 
 

@@ -36,6 +36,9 @@ from conftest import free_port, serve_app
 from test_bpp_merchant_api import SIRET_A, SIRET_B, Merchant, item, profile
 from test_bpp_service import BILLING, Network, Received, confirm_message, net, spec  # noqa: F401
 
+# Not about migrations: stores start at the newest one (tests/conftest.py).
+pytestmark = pytest.mark.migrated_store
+
 
 def shop(net: Network, name: str, provider_id: str, *, siret: str, delivery: bool = False) -> Merchant:
     """A merchant with one provider selling one item (stock 50)."""

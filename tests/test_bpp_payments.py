@@ -40,6 +40,9 @@ from test_bpp_service import (  # noqa: F401 - fixtures
 )
 from test_conformance import Spec
 
+# Not about migrations: stores start at the newest one (tests/conftest.py).
+pytestmark = pytest.mark.migrated_store
+
 SHOP = "epicerie-prepaye"  # accepts both payment types
 CASH_ONLY = "marche-comptant"  # pays at pickup only
 # A merchant name with markup in it: the checkout page must show it as text.

@@ -25,6 +25,9 @@ from bpp.search import search_answer, split_answer
 from test_bpp_service import Network, Spec, found_items, network, search
 from test_bpp_service import spec as spec  # noqa: F401 - the module-scoped fixture, re-exported for pytest
 
+# Not about migrations: stores start at the newest one (tests/conftest.py).
+pytestmark = pytest.mark.migrated_store
+
 # Place de la Savane, Fort-de-France. Shops of the demo catalogue, as the crow flies from it:
 # boulangerie-fort-de-france ~0.2 km, jardin-lamentin ~0.6 km (its stand at the Grand Marché, one
 # of its other_locations; its garden is ~7.5 km away), pecherie-robert ~16 km,

@@ -14,6 +14,7 @@ import time
 import uuid
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from bpp.tables import BppOrder, BppWebhookDelivery
@@ -34,6 +35,9 @@ from test_bpp_service import (  # noqa: F401 - fixtures
     net,
     spec,
 )
+
+# Not about migrations: stores start at the newest one (tests/conftest.py).
+pytestmark = pytest.mark.migrated_store
 
 SHOP, BASKET = "panier-livre", "panier-livre-panier"
 # The shop is in Le Lamentin; it delivers within 10 km for 3.50 (free from 40.00).

@@ -21,6 +21,9 @@ from did import sdjwt
 from tests.connect_holder import PRE_AUTH, Holder, key_proof, parse_offer
 from tests.connect_support import Provider, code_flow, provider
 
+# Not about migrations: stores start at the newest one (tests/conftest.py).
+pytestmark = pytest.mark.migrated_store
+
 
 @pytest.fixture(scope="module")
 def op(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provider]:

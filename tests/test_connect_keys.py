@@ -7,6 +7,7 @@ import asyncio
 import json
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -16,6 +17,9 @@ from did.connect.tables import ConnectAccessToken, ConnectClient, ConnectSigning
 from tests.connect_support import code_flow, provider, verify_id_token
 
 import httpx
+
+# Not about migrations: stores start at the newest one (tests/conftest.py).
+pytestmark = pytest.mark.migrated_store
 
 
 async def _jwks(url: str) -> dict:

@@ -27,6 +27,9 @@ from tests.connect_holder import Holder
 from tests.connect_support import Provider, callback_params, code_flow, form_fields, provider, random_value, verify_id_token
 from tests.test_connect_issuance import offer_from_page
 
+# Not about migrations: stores start at the newest one (tests/conftest.py).
+pytestmark = pytest.mark.migrated_store
+
 REDIRECT = "http://127.0.0.1:9/cb"
 
 

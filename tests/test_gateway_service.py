@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -36,6 +37,9 @@ from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from registry.app import create_app as create_registry_app
 from tests.conftest import free_port, serve_app
+
+# Not about migrations: stores start at the newest one (tests/conftest.py).
+pytestmark = pytest.mark.migrated_store
 
 ADMIN_TOKEN = "test-admin-token"
 GATEWAY_ID = "gateway.lakou.test"

@@ -17,6 +17,9 @@ from beckn.store.db import create_engine, session_factory, upgrade
 from beckn.store.tables import InboundMessage
 from tests.beckn_examples import example_callback, example_request
 
+# Not about migrations: stores start at the newest one (tests/conftest.py).
+pytestmark = pytest.mark.migrated_store
+
 
 @pytest.fixture
 async def sessions(db_url: str) -> AsyncIterator[object]:

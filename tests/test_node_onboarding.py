@@ -31,6 +31,9 @@ from registry.app import create_app as create_registry
 from registry.settings import RegistrySettings
 from registry.signed_response import RegistryIdentity
 
+# Not about migrations: stores start at the newest one (tests/conftest.py).
+pytestmark = pytest.mark.migrated_store
+
 TOKEN = "onboarding-test-operator-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 CREATE = {"bpp": create_bpp, "bap": create_bap, "gateway": create_gateway}

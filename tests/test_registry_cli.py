@@ -17,6 +17,9 @@ from beckn.settings import Settings
 from conftest import serve_app
 from registry.app import create_app
 
+# Not about migrations: stores start at the newest one (tests/conftest.py).
+pytestmark = pytest.mark.migrated_store
+
 runner = CliRunner()
 
 

@@ -47,6 +47,9 @@ from beckn.store.db import create_engine
 from conftest import free_port, serve_app
 from registry.app import create_app
 
+# Not about migrations: stores start at the newest one (tests/conftest.py).
+pytestmark = pytest.mark.migrated_store
+
 TOKEN = "did-operator-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 NOW = datetime.now(UTC)

@@ -22,6 +22,9 @@ from test_registry_subscribe import ADMIN, TOKEN, body, network, new_subscriber,
 from test_registry_subscribe import entries as admin_entries
 from test_registry_subscribe import lookup as registry_lookup
 
+# Not about migrations: stores start at the newest one (tests/conftest.py).
+pytestmark = pytest.mark.migrated_store
+
 NOW = datetime.now(UTC)
 runner = CliRunner()
 

@@ -32,6 +32,9 @@ from test_registry_service import (  # helpers and fixtures only: its tests stay
     stamp,
 )
 
+# Not about migrations: stores start at the newest one (tests/conftest.py).
+pytestmark = pytest.mark.migrated_store
+
 DAY = timedelta(days=1)
 REGISTRY_ID = "registry.lakou.localhost"
 

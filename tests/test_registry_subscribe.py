@@ -49,6 +49,9 @@ from registry.settings import RegistrySettings
 from registry.signed_response import DEFAULT_REGISTRY_ID
 from test_registry_service import execute
 
+# Not about migrations: stores start at the newest one (tests/conftest.py).
+pytestmark = pytest.mark.migrated_store
+
 TOKEN = "subscribe-test-operator-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 

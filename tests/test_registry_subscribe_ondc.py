@@ -35,6 +35,9 @@ from registry.errors import ApiError
 from registry.ondc_subscribe import ONDC_ACK, translate_ondc
 from registry.settings import RegistrySettings
 
+# Not about migrations: stores start at the newest one (tests/conftest.py).
+pytestmark = pytest.mark.migrated_store
+
 TOKEN = "ondc-subscribe-test-operator-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 

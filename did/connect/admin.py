@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from beckn.store.db import create_engine, session_factory, upgrade
 from did.connect.keys import KeyStore, load_server_secret
-from did.connect.oauth import SCOPES, hasher
+from did.connect.oauth import SCOPES, password_hasher
 from did.connect.settings import ConnectSettings
 from did.connect.tables import ConnectAccount, ConnectClient
 
@@ -69,7 +69,8 @@ async def add_client(settings: ConnectSettings, *, client_id: str, redirect_uris
         async with sessions() as s:
             if await s.get(ConnectClient, client_id):
                 raise AdminError(f"client {client_id!r} already exists")
-            s.add(ConnectClient(client_id=client_id, secret_hash=hasher.hash(secret), name=name or client_id,
+            s.add(ConnectClient(client_id=client_id, secret_hash=password_hasher(settings).hash(secret),
+                                name=name or client_id,
                                 redirect_uris=redirect_uris, post_logout_redirect_uris=post_logout_redirect_uris or [],
                                 sector_identifier=sector, backchannel_logout_uri=backchannel_logout_uri,
                                 userinfo_signed_response_alg="ES256" if userinfo_signed else None,
@@ -110,7 +111,8 @@ async def add_user(settings: ConnectSettings, *, username: str, password: str, e
             if taken:
                 raise AdminError("username or email already in use")
             account_id = str(uuid.uuid4())
-            s.add(ConnectAccount(id=account_id, username=username, email=email, password_hash=hasher.hash(password),
+            s.add(ConnectAccount(id=account_id, username=username, email=email,
+                                 password_hash=password_hasher(settings).hash(password),
                                  given_name=given_name, family_name=family_name, birthdate=birthdate,
                                  commune=commune))
             await s.commit()

@@ -42,7 +42,7 @@ from did.connect.oauth import (
     Server,
     StarletteOAuth2Request,
     current,
-    hasher,
+    password_hasher,
     sha256,
     verify_secret,
 )
@@ -67,8 +67,6 @@ AUTHORIZE_PARAMS = ("response_type", "client_id", "redirect_uri", "scope", "stat
                     "code_challenge_method", "prompt", "max_age", "ui_locales", "login_hint", "acr_values",
                     "claims_locales", "id_token_hint", "display", "response_mode")
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
-# A valid Argon2id hash of nothing anyone knows: unknown usernames cost the same time as wrong passwords.
-_DUMMY_HASH = hasher.hash(secrets.token_urlsafe(16))
 
 
 class Provider:
@@ -81,6 +79,10 @@ class Provider:
         self.sessions = session_factory(self.engine)
         self.keys = KeyStore(self.sessions, self.secret)
         self.server = Server()
+        self.hasher = password_hasher(settings)
+        # A valid Argon2id hash, at the configured cost, of nothing anyone knows: unknown usernames
+        # cost the same time as wrong passwords.
+        self.dummy_hash = self.hasher.hash(secrets.token_urlsafe(16))
         self.secure_cookies = self.issuer.startswith("https://")
         self.http: httpx.AsyncClient | None = None
         self.upstream = (Upstream(settings, self.secret, f"{self.issuer}/upstream/callback")
@@ -383,8 +385,14 @@ def create_app(settings: Settings, *, host: str = "127.0.0.1", port: int = 8500)
             account = (await s.execute(select(ConnectAccount).where(
                 (func.lower(ConnectAccount.username) == username.lower())
                 | (func.lower(ConnectAccount.email) == username.lower())))).scalars().first()
-        ok = verify_secret(account.password_hash if account else _DUMMY_HASH, password) and account is not None
+        ok = verify_secret(account.password_hash if account else op.dummy_hash, password) and account is not None
         await op.save([ConnectLoginAttempt(account_key=account_key, ip_key=ip_key, success=ok)])
+        if ok and op.hasher.check_needs_rehash(account.password_hash):
+            # The operator changed the Argon2id cost: only now, with the password at hand, can the
+            # stored hash move to the new parameters.
+            async with op.sessions() as s, s.begin():
+                await s.execute(update(ConnectAccount).where(ConnectAccount.id == account.id)
+                                .values(password_hash=op.hasher.hash(password)))
         if not ok:
             return _html(pages.login_page(lang, csrf=csrf, params=params, error=text["bad_login"], username=username,
                                           upstream=upstream_name),

@@ -18,6 +18,7 @@ import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -40,7 +41,20 @@ CLAIMS = ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr",
           "given_name", "family_name", "birthdate", "email", "commune_insee"]
 ACR_LOCAL = "mq:local"
 
-hasher = PasswordHasher()  # Argon2id, argon2-cffi's RFC 9106 low-memory defaults
+
+@lru_cache(maxsize=8)
+def _hasher(time_cost: int, memory_kib: int, parallelism: int) -> PasswordHasher:
+    return PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
+
+
+def password_hasher(settings: Any) -> PasswordHasher:
+    """The Argon2id hasher for new hashes, at the cost the settings ask (ConnectSettings)."""
+    return _hasher(settings.connect_password_time_cost, settings.connect_password_memory_kib,
+                   settings.connect_password_parallelism)
+
+
+# Verification reads the parameters stored in each hash, so one verifier checks hashes of any cost.
+_verifier = PasswordHasher()
 
 
 def sha256(value: str) -> str:
@@ -49,7 +63,7 @@ def sha256(value: str) -> str:
 
 def verify_secret(hashed: str, value: str) -> bool:
     try:
-        return hasher.verify(hashed, value)
+        return _verifier.verify(hashed, value)
     except (VerifyMismatchError, InvalidHashError):
         return False
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from beckn.settings import Settings
 
@@ -32,6 +32,17 @@ class ConnectSettings(Settings):
         20, ge=1, description="Failed logins from one IP address within the window before it is locked out."
     )
     connect_lockout_minutes: int = Field(15, ge=1, description="The brute-force window.")
+    # ---- Argon2id cost of new password and client-secret hashes. The defaults are RFC 9106's
+    # second recommended option (argon2-cffi's own defaults, ~0.2 s per hash on one core). Existing
+    # hashes keep their own parameters and still verify after a change; a password hashed at another
+    # cost is re-hashed at the configured one at its next successful login.
+    connect_password_time_cost: int = Field(
+        3, ge=1, le=20, description="Argon2id passes for password and client-secret hashes (RFC 9106: 3)."
+    )
+    connect_password_memory_kib: int = Field(
+        65536, ge=8, le=1_048_576, description="Argon2id memory in KiB (RFC 9106: 65536 = 64 MiB)."
+    )
+    connect_password_parallelism: int = Field(4, ge=1, le=16, description="Argon2id lanes (RFC 9106: 4).")
     # ---- upstream identity provider (FranceConnect), brokered: Martinique Connect is its relying party
     connect_upstream_issuer: str | None = Field(
         None, description="Issuer of the upstream OpenID Provider (e.g. FranceConnect's); unset: none offered."
@@ -41,6 +52,16 @@ class ConnectSettings(Settings):
     connect_upstream_name: str = Field("FranceConnect", description="Name of the upstream on the login page.")
     connect_upstream_scope: str = Field("openid profile email", description="Scopes asked upstream.")
     connect_upstream_acr_values: str | None = Field(None, description='acr_values sent upstream (FC: "eidas1").')
+
+
+    @model_validator(mode="after")
+    def _argon2_memory_per_lane(self) -> ConnectSettings:
+        # Argon2 needs at least 8 KiB per lane; refused at start, not at the first login.
+        if self.connect_password_memory_kib < 8 * self.connect_password_parallelism:
+            raise ValueError(
+                "LAKOU_CONNECT_PASSWORD_MEMORY_KIB must be at least 8 x LAKOU_CONNECT_PASSWORD_PARALLELISM"
+            )
+        return self
 
 
 def connect_settings(settings: Settings) -> ConnectSettings:
