@@ -43,7 +43,6 @@ from beckn.registry_client import KeyResolutionError, RegistryUnavailable, Subsc
 from beckn.signing import (
     AUTHORIZATION,
     GATEWAY_AUTHORIZATION,
-    PROXY_AUTHORIZATION,
     SignatureError,
     SignatureParams,
     authenticate_challenge,

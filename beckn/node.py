@@ -33,14 +33,13 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import structlog
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
-from sqlalchemy import select, text
+from sqlalchemy import text
 
 from beckn.http import beckn_router
 from beckn.inbound import AcceptedMessage, InboundPipeline, Role
@@ -66,7 +65,7 @@ from beckn.store.tables import OutboxMessage
 from beckn.tlog.cosigning import Cosigning
 from beckn.tlog.note import NoteSigner
 from beckn.tlog.recorder import Checkpointer, LogRecorder
-from beckn.tlog.store import TransactionLog
+from beckn.tlog.store import TransactionLog, check_log_origin
 from beckn.tlog.witness import registry_log_keys
 
 log = structlog.get_logger(__name__)
@@ -345,7 +344,7 @@ class BecknNode:
             path.parent.mkdir(parents=True, exist_ok=True)
         await upgrade(self.database_url)
         if self.tlog is not None:
-            await self._check_log_origin()
+            await check_log_origin(self.sessions, self.tlog_origin, "this node's")
         self._stop = asyncio.Event()
         self._tasks = [
             asyncio.create_task(self.worker.run(self._stop), name=f"{self.service}-outbox"),
@@ -372,18 +371,6 @@ class BecknNode:
         await self.pipeline.aclose()
         await self.http.aclose()
         await self.engine.dispose()
-
-    async def _check_log_origin(self) -> None:
-        """Refuse to start under another origin than the log was started with: every accepted
-        message would be refused (the log would not append), so fail loudly here instead."""
-        from beckn.tlog.tables import TlogHead
-
-        async with self.sessions() as session:
-            origin = await session.scalar(select(TlogHead.origin))
-        if origin is not None and origin != self.tlog_origin:
-            raise RuntimeError(
-                f"this node's transaction log was started under origin {origin!r}, not {self.tlog_origin!r}: "
-                "set LAKOU_TLOG_ORIGIN back (a log never changes its name) or start a new database")
 
     async def _recover(self) -> None:
         try:

@@ -52,7 +52,6 @@ from typing import Any, Literal
 import structlog
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -61,8 +60,7 @@ from beckn.tlog.leaf import LogRecord, signature_headers
 from beckn.tlog.note import NoteSigner
 from beckn.tlog.receipt import RECEIPT_HEADER
 from beckn.tlog.recorder import Checkpointer, LogRecorder
-from beckn.tlog.store import TransactionLog
-from beckn.tlog.tables import TlogHead
+from beckn.tlog.store import TransactionLog, check_log_origin
 
 log = structlog.get_logger(__name__)
 
@@ -135,7 +133,7 @@ class RegistryLog:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        await self._check_origin()
+        await check_log_origin(self.sessions, self.origin, "the registry's")
         self._stop, self._wake, self._closing = asyncio.Event(), asyncio.Event(), False
         self._writer = asyncio.create_task(self._write_queued(), name="registry-tlog-writer")
         self._runner = asyncio.create_task(self.checkpointer.run(self._stop), name="registry-tlog-checkpoints")
@@ -159,16 +157,6 @@ class RegistryLog:
             await self.checkpointer.tick()  # what was logged since the last round is covered too
         except Exception as exc:  # noqa: BLE001 - shutting down: report, do not raise
             log.warning("registry.tlog_final_checkpoint_failed", error_type=type(exc).__name__)
-
-    async def _check_origin(self) -> None:
-        """Refuse to start under another origin than the log was started with (as the nodes do):
-        every append would fail, so fail loudly at start instead."""
-        async with self.sessions() as session:
-            origin = await session.scalar(select(TlogHead.origin))
-        if origin is not None and origin != self.origin:
-            raise RuntimeError(
-                f"the registry's transaction log was started under origin {origin!r}, not {self.origin!r}: set "
-                "LAKOU_TLOG_ORIGIN back (a log never changes its name) or start a new database")
 
     # ------------------------------------------------------------------ appends
 

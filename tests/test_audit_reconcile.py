@@ -5,13 +5,11 @@ signature made with a key the registry's history does not show valid are each fl
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import copy
 import hashlib
 import json
 import math
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,7 +31,7 @@ from beckn.tlog import merkle, tiles
 from beckn.tlog.note import Checkpoint, NoteSigner, checkpoint_text, sign_note
 from beckn.tlog.receipt import make_receipt
 from beckn.tlog.reconcile import KeyAt, LoggedMessage, NodeLog, match_logs
-from conftest import POSTGRES_URL, _pg_execute
+from conftest import scratch_postgres_database
 from network import Network, ServiceProcess
 
 runner = CliRunner()
@@ -47,17 +45,8 @@ def bpp_database(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     if request.param == "sqlite":
         yield {}
         return
-    name = f"lakou_reconcile_{uuid.uuid4().hex[:10]}"
-    try:
-        asyncio.run(_pg_execute(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - no server: skip as conftest's postgres_url does
-        if os.environ.get("LAKOU_REQUIRE_POSTGRES"):
-            pytest.fail(f"PostgreSQL not reachable: {exc!r} (LAKOU_REQUIRE_POSTGRES is set)")
-        pytest.skip(f"SKIPPING POSTGRESQL TEST: PostgreSQL not reachable: {exc!r}")
-    try:
-        yield {"LAKOU_DATABASE_URL": f"{POSTGRES_URL.rsplit('/', 1)[0]}/{name}"}
-    finally:
-        asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_postgres_database() as url:
+        yield {"LAKOU_DATABASE_URL": url}
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
-import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -21,7 +19,7 @@ import asyncpg
 import httpx
 import pytest
 import yaml
-from conftest import POSTGRES_URL, TRANSACTION_YAML, _pg_execute
+from conftest import TRANSACTION_YAML, scratch_postgres_database
 from test_conformance import Spec
 
 from network import Network
@@ -42,17 +40,8 @@ def bap_database(request: pytest.FixtureRequest) -> Iterator[str | None]:
     if request.param == "sqlite":
         yield None
         return
-    name = f"lakou_carts_{uuid.uuid4().hex[:10]}"
-    try:
-        asyncio.run(_pg_execute(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - no server: skip as conftest's postgres_url does
-        if os.environ.get("LAKOU_REQUIRE_POSTGRES"):
-            pytest.fail(f"PostgreSQL not reachable: {exc!r} (LAKOU_REQUIRE_POSTGRES is set)")
-        pytest.skip(f"SKIPPING POSTGRESQL TEST: PostgreSQL not reachable: {exc!r}")
-    try:
-        yield f"{POSTGRES_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

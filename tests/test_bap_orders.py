@@ -6,9 +6,7 @@ merchant's terms (the fee), track, rating, support, update, and what the BAP ref
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import queue
 import threading
 import time
@@ -24,7 +22,7 @@ import pytest
 from sqlalchemy import text
 
 from beckn.node import wire_timestamp
-from conftest import POSTGRES_URL, _pg_execute
+from conftest import scratch_postgres_database
 from network import Network, ServiceProcess
 from test_bap_service import Identity, callback_request
 from test_bpp_merchant_api import item, profile
@@ -128,17 +126,8 @@ def bap_database(backend: str, root: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite+aiosqlite:///{root / 'bap' / 'lakou.db'}"
         return
-    name = f"lakou_t_{uuid.uuid4().hex[:12]}"
-    try:
-        asyncio.run(_pg_execute(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - no server: skipped as the db_url fixture does
-        if os.environ.get("LAKOU_REQUIRE_POSTGRES"):
-            pytest.fail(f"PostgreSQL not reachable: {exc!r} (LAKOU_REQUIRE_POSTGRES is set)")
-        pytest.skip(f"SKIPPING POSTGRESQL TEST: PostgreSQL not reachable: {exc!r}")
-    try:
-        yield f"{POSTGRES_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

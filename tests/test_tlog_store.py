@@ -26,7 +26,7 @@ from beckn.store.db import create_engine, is_sqlite, session_factory, upgrade
 from beckn.tlog import merkle
 from beckn.tlog.leaf import LogRecord, SidecarMismatch, build_leaf, check_sidecar
 from beckn.tlog.note import NoteSigner, open_checkpoint
-from beckn.tlog.store import LogIntegrityError, TlogError, TransactionLog
+from beckn.tlog.store import LogIntegrityError, TlogError, TransactionLog, check_log_origin
 from beckn.tlog.tables import TlogCheckpoint, TlogEntry, TlogNode, TlogSidecar
 import conftest
 from conftest import POSTGRES_URL, _pg_execute
@@ -249,6 +249,10 @@ async def test_bad_ranges_and_a_second_origin_are_refused(log: TransactionLog, e
     with pytest.raises(TlogError, match="origin"):
         await other.checkpoint()
     assert await log.size() == 3
+    # A service configured with the other origin refuses to start, and says how to fix it.
+    await check_log_origin(session_factory(engine), ORIGIN, "this node's")
+    with pytest.raises(RuntimeError, match="started under origin .* set LAKOU_TLOG_ORIGIN back"):
+        await check_log_origin(session_factory(engine), "other/tlog", "this node's")
 
 
 # ---------------------------------------------------------------- tampering

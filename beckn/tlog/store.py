@@ -50,6 +50,17 @@ class LogIntegrityError(TlogError):
     or corruption. Nothing is signed while this holds."""
 
 
+async def check_log_origin(sessions: async_sessionmaker[AsyncSession], origin: str, whose: str) -> None:
+    """Refuse to start under another origin than the log was started with: every append would be
+    refused, so a service fails loudly at start instead. `whose` names the log in the message."""
+    async with sessions() as session:
+        started_as = await session.scalar(select(TlogHead.origin))
+    if started_as is not None and started_as != origin:
+        raise RuntimeError(
+            f"{whose} transaction log was started under origin {started_as!r}, not {origin!r}: "
+            "set LAKOU_TLOG_ORIGIN back (a log never changes its name) or start a new database")
+
+
 def _head_tree(head: TlogHead) -> merkle.CompactRange:
     """The head's compact range (size + frontier); a frontier that does not fit the size is corruption."""
     data = bytes(head.frontier)
