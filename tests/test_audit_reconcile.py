@@ -294,6 +294,9 @@ def test_a_signature_by_a_key_not_valid_at_its_time_is_flagged(network: dict[str
         "unique_key_id": ukid, "signing_public_key": base64.b64encode(bytes(second.verify_key)).decode(),
         "encr_public_key": record["encr_public_key"]})
     assert added.status_code == 201, added.text
+    # The key is valid from the moment it was added (milliseconds) and signatures carry whole
+    # seconds: sign from the next whole second on, or the first message predates its key.
+    time.sleep(math.ceil(time.time()) - time.time() + 0.05)
     # The BAP's current key no longer carries its log key: its log and receipts still verify, with
     # the log key published with the Beckn key valid when it signed.
     rotated = reconcile(network, txn, "--json")

@@ -21,11 +21,11 @@ from bpp.catalogue import DEMO_CATALOGUE, load_catalogue
 from bpp.tables import BppOrder
 from test_bpp_merchant_api import Merchant, profile
 from test_bpp_service import (  # noqa: F401 (fixtures)
+    BILLING, PAY_AT_PICKUP, Network, demo_price, found_items, net, order, search, shared, spec,
+)
 
 # Not about migrations: stores start at the newest one (tests/conftest.py).
 pytestmark = pytest.mark.migrated_store
-    BILLING, PAY_AT_PICKUP, Network, demo_price, found_items, net, order, search, shared, spec,
-)
 
 FORT_DE_FRANCE = "14.6025, -61.0679"  # 7.5 km from the Lamentin garden, 14 km from Le Robert
 SAINTE_MARIE = "14.7848, -60.9913"  # 19 km from the Lamentin garden
